@@ -1,0 +1,168 @@
+"""SASRec: self-attentive sequential recommendation (Kang & McAuley, ICDM 2018).
+
+A causal Transformer over a user's item history. Input is item embeddings (scaled by
+sqrt(d)) plus learned position embeddings; each block is self-attention followed by a
+point-wise feed-forward layer; an item's score is the dot product of the final hidden
+state with that item's embedding (the input table is shared with the output).
+
+Histories are left-padded with item 0. Positions are counted back from the most recent
+item (1 = latest), so a history gets the same output whatever extra left padding it has,
+and the paper's fixed-length layout (last item always at position maxlen) is the same
+model up to a relabelling of the position table.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class SASRecConfig:
+    num_items: int  # catalog size N: item ids are 1..N, 0 is padding
+    maxlen: int = 200  # longest history the model looks at
+    hidden: int = 64
+    num_blocks: int = 2
+    num_heads: int = 2
+    dropout: float = 0.2
+    # "paper": the placement of the authors' code (queries and FFN input normalised, residuals
+    # taken from the normalised input); "pre": the standard pre-LN Transformer block.
+    norm: str = "paper"
+
+    def __post_init__(self):
+        if self.hidden % self.num_heads:
+            raise ValueError(f"hidden size {self.hidden} is not divisible by {self.num_heads} heads")
+        if self.norm not in ("paper", "pre"):
+            raise ValueError(f"norm must be 'paper' or 'pre', not {self.norm!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: SASRecConfig):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.dropout = config.dropout
+        self.query = nn.Linear(config.hidden, config.hidden)
+        self.key_value = nn.Linear(config.hidden, 2 * config.hidden)
+        self.out = nn.Linear(config.hidden, config.hidden)
+
+    def forward(self, x_query, x_key, allowed, need_weights=False):
+        """allowed: (B, 1, T, T) bool, True where a query may look at a key."""
+        B, T, C = x_query.shape
+        H = self.num_heads
+        q = self.query(x_query).view(B, T, H, C // H).transpose(1, 2)  # (B, H, T, hs)
+        k, v = self.key_value(x_key).split(C, dim=2)
+        k = k.view(B, T, H, C // H).transpose(1, 2)
+        v = v.view(B, T, H, C // H).transpose(1, 2)
+        dropout = self.dropout if self.training else 0.0
+        if need_weights:
+            # The explicit path exists only for the visualisations; training takes the fused kernel.
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(C // H)
+            weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)  # (B, H, T, T)
+            y = F.dropout(weights, dropout, self.training) @ v
+        else:
+            weights = None
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return self.out(y), weights
+
+
+class FeedForward(nn.Module):
+    """The paper's point-wise two-layer network: the same MLP applied at every position."""
+
+    def __init__(self, config: SASRecConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden, config.hidden)
+        self.fc2 = nn.Linear(config.hidden, config.hidden)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.fc2(self.dropout(F.relu(self.fc1(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config: SASRecConfig):
+        super().__init__()
+        self.norm = config.norm
+        self.ln_attention = nn.LayerNorm(config.hidden)
+        self.attention = CausalSelfAttention(config)
+        self.ln_ffn = nn.LayerNorm(config.hidden)
+        self.ffn = FeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, allowed, is_item, need_weights=False):
+        if self.norm == "paper":
+            query = self.ln_attention(x)
+            attended, weights = self.attention(query, x, allowed, need_weights)
+            x = query + self.dropout(attended)
+            x = self.ln_ffn(x)
+            x = x + self.dropout(self.ffn(x))
+        else:
+            h = self.ln_attention(x)
+            attended, weights = self.attention(h, h, allowed, need_weights)
+            x = x + self.dropout(attended)
+            x = x + self.dropout(self.ffn(self.ln_ffn(x)))
+        # Padding positions stay zero so that they never leak into real positions.
+        return x * is_item.unsqueeze(-1), weights
+
+
+class SASRec(nn.Module):
+    def __init__(self, config: SASRecConfig):
+        super().__init__()
+        self.config = config
+        self.item_embedding = nn.Embedding(config.num_items + 1, config.hidden, padding_idx=0)
+        self.position_embedding = nn.Embedding(config.maxlen + 1, config.hidden, padding_idx=0)
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_blocks))
+        self.ln_final = nn.LayerNorm(config.hidden)
+        # Xavier for the tables: the default N(0, 1), scaled by sqrt(d), swamps the positions.
+        for table in (self.item_embedding, self.position_embedding):
+            nn.init.xavier_normal_(table.weight)
+            with torch.no_grad():
+                table.weight[0].zero_()
+
+    def forward(self, items, need_weights=False):
+        """items: (B, T) left-padded item ids.
+
+        Returns the hidden state at every position, (B, T, d), and, when need_weights is set,
+        the attention weights of every layer and head, (B, layers, heads, T, T), with the
+        rows of padding queries set to zero.
+        """
+        B, T = items.shape
+        is_item = items != 0  # (B, T); callers keep at most maxlen real items per row
+        # Position 1 is the most recent item; padding gets position 0, a zero vector.
+        countdown = torch.arange(T, 0, -1, device=items.device)
+        positions = countdown * is_item
+
+        x = self.item_embedding(items) * math.sqrt(self.config.hidden) + self.position_embedding(positions)
+        x = self.dropout(x) * is_item.unsqueeze(-1)
+
+        # A real query sees the real keys up to itself. A padding query sees only itself,
+        # which keeps its softmax finite; its output is zeroed in every block anyway.
+        causal = torch.ones(T, T, dtype=torch.bool, device=items.device).tril()
+        itself = torch.eye(T, dtype=torch.bool, device=items.device)
+        allowed = ((causal & is_item.unsqueeze(1)) | itself).unsqueeze(1)  # (B, 1, T, T)
+
+        layer_weights = []
+        for block in self.blocks:
+            x, weights = block(x, allowed, is_item, need_weights)
+            layer_weights.append(weights)
+        hidden = self.ln_final(x)
+
+        if not need_weights:
+            return hidden, None
+        attention = torch.stack(layer_weights, dim=1)  # (B, L, H, T, T)
+        return hidden, attention * is_item[:, None, None, :, None]
+
+    def score_items(self, hidden):
+        """Scores of every item id (column 0 is padding) for hidden states (..., d)."""
+        return hidden @ self.item_embedding.weight.T
+
+    def last_hidden(self, items, need_weights=False):
+        """Hidden state at the most recent position, the one that predicts the next item."""
+        hidden, attention = self(items, need_weights)
+        return hidden[:, -1], attention
