@@ -1,0 +1,894 @@
+"""Interaction logs -> clean, time-ordered user sequences for SASRec.
+
+read_log() turns a file or folder into a RawLog (the table as read); build_dataset() cleans it
+into a Dataset, where every user's items sit in one flat CSR array with internal item ids 1..N
+(0 is padding); load_dataset() does both. Anything a user can get wrong about their data raises
+DataError, whose message names the file and the column and quotes the offending rows.
+
+Nothing here loops over rows in Python: readers are pyarrow's, cleaning is numpy/pandas.
+"""
+
+import functools
+import gzip
+import io
+import json
+import os
+import re
+import tempfile
+import warnings
+import zipfile
+import zlib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+# Column names recognised for each role, matched case-insensitively.
+USER_NAMES = ("user_id", "userId", "user", "uid", "customer_id", "visitor_id", "session_id")
+ITEM_NAMES = ("item_id", "itemId", "item", "movieId", "movie_id", "product_id", "productId", "track_id", "sku", "asin")
+TIMESTAMP_NAMES = ("timestamp", "ts", "time", "datetime", "date", "event_time", "created_at")
+RATING_NAMES = ("rating", "score", "stars")
+TITLE_NAMES = ("title", "movie_title", "name", "item_name", "product_title", "product_name", "track_name")
+CATEGORY_NAMES = ("category", "main_category", "genre", "genres", "class", "categories")
+
+# ml-100k's u.item ends in 19 0/1 genre flags, in this order.
+ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+                 "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+                 "War", "Western")
+ML_RATING_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
+
+TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".txt", ".dat", ".jsonl", ".ndjson", ".json")
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+DELIMITERS = (",", "\t", ";", "|")
+RECBOLE_TYPE = re.compile(r":(token|token_seq|float|float_seq)$")
+RECBOLE_ARROW_TYPES = {"token": pa.string(), "token_seq": pa.string(), "float": pa.float64(), "float_seq": pa.string()}
+SASREC_LINE = re.compile(rb"[ \t]*\d+[ \t]+\d+[ \t]*\r?")
+NOT_SASREC_LINE = re.compile(rb"(?m)^(?![ \t]*\d+[ \t]+\d+[ \t]*\r?$)[ \t]*\S.*$")
+NUMBER = re.compile(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?")
+MULTI_VALUE_SEPARATOR = r"\s*[|;,]\s*"
+NO_GENRES = "(no genres listed)"  # MovieLens' own placeholder: means missing
+MAX_MALFORMED_FRACTION = 0.01  # skip at most this share of rows with the wrong number of fields
+SNIFF_BYTES = 1 << 16
+BINARY_MAGIC = ((b"\x89PNG", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"GIF8", "GIF image"),
+                (b"%PDF", "PDF document"), (b"\xd0\xcf\x11\xe0", "legacy Office (.xls) file"),
+                (b"SQLite format", "SQLite database"), (b"\x7fELF", "program binary"))
+CONTROL_BYTES = bytes(range(0, 9)) + bytes(range(14, 32)) + b"\x7f"
+FORMATS_HINT = ("CSV/TSV with a header, Parquet, JSON Lines, SASRec 'user item' text, a RecBole .inter, "
+                "a MovieLens .zip, or a dataset folder (interactions.* + items.*)")
+
+
+class DataError(ValueError):
+    """The one exception for bad input. Message names the file and the column, says what was expected,
+    and quotes an example of the offending rows (a few rows, short)."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which column of a raw table plays which role."""
+    user: str
+    item: str
+    timestamp: str | None = None
+    rating: str | None = None
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    min_rating: float | None = None   # keep rows with rating >= this (needs a rating column)
+    drop_duplicates: bool = True      # drop exact duplicate events (same user, item, timestamp)
+    collapse_repeats: bool = False    # collapse consecutive repeats of the same item within a user's sequence
+    k_core: int = 0                   # iterative k-core: until every user and item has >= k events (0/1 = off)
+    min_seq_len: int = 3              # drop users with fewer events (3 = enough for leave-one-out)
+
+    def __post_init__(self):
+        if self.k_core < 0 or self.min_seq_len < 0:
+            raise DataError(f"preprocessing: k_core and min_seq_len must be >= 0, got {self.k_core} and {self.min_seq_len}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise DataError(f"preprocessing: unknown settings {sorted(unknown)}; known: {[f.name for f in fields(cls)]}")
+        return cls(**d)
+
+
+@dataclass
+class RawLog:
+    events: pd.DataFrame            # the table as read, original column names (RecBole `name:type` stripped)
+    catalog: pd.DataFrame | None    # the source's own item catalog, standardised (see read_catalog)
+    source: str                     # file name for messages
+    format: str                     # csv, tsv, parquet, jsonl, sasrec-txt, recbole, movielens-*, dataset-folder
+    roles: Columns | None           # roles fixed by the format, else None (detect them)
+
+
+# -----------------------------------------------------------------------------
+# reading
+
+def read_log(path: str | Path) -> RawLog:
+    """Read an interaction log in any supported format, deciding by name and content."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return _read_folder(path)
+    if path.name in ("u.data", "ratings.dat"):  # extracted MovieLens: headerless, so the name is all we have
+        return _read_movielens(path.parent.name or path.name, _folder_members(path.parent))
+    if path.suffix.lower() == ".inter":
+        return _read_recbole(path)
+    if _head(path, 4) == b"PK\x03\x04":
+        return _read_movielens_zip(path)
+    events, file_format = _read_table(path)
+    roles = Columns("user_id", "item_id") if file_format == "sasrec-txt" else None
+    return RawLog(events, None, path.name, file_format, roles)
+
+
+def read_catalog(path: str | Path) -> pd.DataFrame:
+    """Read an item catalog (any table format, or a MovieLens / RecBole / dataset source that carries one),
+    standardised to item_id, title, category, genres, then any other columns."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.name == "u.item":
+        return _ml100k_catalog(_read_bytes(path), path.name)
+    if path.name == "movies.dat":
+        return _ml1m_catalog(_read_bytes(path), path.name)
+    if path.suffix.lower() == ".item":
+        return _read_recbole_items(path)
+    if path.is_dir() or _head(path, 4) == b"PK\x03\x04" or path.suffix.lower() == ".inter":
+        raw = read_log(path)
+        if raw.catalog is None:
+            raise DataError(f"{path.name}: holds no item catalog (expected e.g. items.csv, u.item, movies.csv)")
+        return raw.catalog
+    frame, _ = _read_table(path)
+    return _standard_catalog(frame, path.name)
+
+
+def _head(path: Path, size: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError as err:
+        raise DataError(f"{path.name}: cannot be read: {err}") from err
+
+
+def _read_bytes(path: Path, source: str | None = None) -> bytes:
+    """The file's bytes, gunzipped if they are gzip (whatever the name says)."""
+    source = source or path.name
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{source}: cannot be read: {err}") from err
+    return _gunzip(data, source)
+
+
+def _gunzip(data: bytes, source: str) -> bytes:
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:
+            raise DataError(f"{source}: looks gzip-compressed but cannot be decompressed: {err}") from err
+    if not data.strip():
+        raise DataError(f"{source}: the file is empty ({len(data)} bytes); expected a table such as "
+                        "user_id,item_id,timestamp with one event per row")
+    return data
+
+
+def _text_encoding(data: bytes, source: str) -> str:
+    """'utf-8', or 'latin-1' for plain 8-bit text (ml-100k's u.item is latin-1); DataError for anything else."""
+    head = data[:SNIFF_BYTES]
+    for magic, kind in BINARY_MAGIC:
+        if head.startswith(magic):
+            raise DataError(f"{source}: this is a {kind}, not a table of interactions; expected {FORMATS_HINT}")
+    # UTF-16/32 text: a byte-order mark, or (without one) ASCII whose every other byte is NUL.
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or max(head[0::2].count(0), head[1::2].count(0)) > len(head) // 3:
+        raise DataError(f"{source}: the text is UTF-16 (or UTF-32), which is not supported; "
+                        "save the file as UTF-8 (in Excel: 'CSV UTF-8')")
+    control = len(head) - len(head.translate(None, CONTROL_BYTES))
+    if control > len(head) / 100:
+        raise DataError(f"{source}: binary data ({control} control bytes in the first {len(head)}), not a text table; "
+                        f"expected {FORMATS_HINT}")
+    try:
+        data.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "latin-1"  # no NULs and no control bytes: 8-bit text, and latin-1 decodes any byte
+
+
+def _read_table(path: Path) -> tuple[pd.DataFrame, str]:
+    """One file holding one table: Parquet, JSON, SASRec text or delimited text. Returns (table, format)."""
+    if _head(path, 4) == b"PAR1":
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"{path.name}: not a readable Parquet file: {err}") from err
+        frame = table.to_pandas()
+        if not isinstance(frame.index, pd.RangeIndex):  # pandas wrote its index as data: it may be the user id
+            frame = frame.reset_index()
+        return _finish_table(frame, path.name, first_line=None), "parquet"
+    return _read_text_table(_read_bytes(path), path.name, json_expected=_bare_suffix(path) in JSON_SUFFIXES)
+
+
+def _read_text_table(data: bytes, source: str, json_expected: bool = False) -> tuple[pd.DataFrame, str]:
+    encoding = _text_encoding(data, source)
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark, as Excel writes
+    if data.lstrip()[:1] in (b"{", b"["):
+        return _read_json(data, source, encoding), "jsonl"
+    if json_expected:
+        raise DataError(f"{source}: expected JSON Lines (one {{...}} object per line) or a JSON list of records, "
+                        f"but the file starts with {data.lstrip()[:40]!r}")
+    sample = data[:SNIFF_BYTES]
+    lines = sample.splitlines()
+    if len(sample) < len(data):
+        lines = lines[:-1]  # the sample cut the last line short
+    lines = [line for line in lines[:100] if line.strip()] or sample.splitlines()[:1]
+    sasrec_like = [bool(SASREC_LINE.fullmatch(line)) for line in lines]
+    if sasrec_like[0] and sasrec_like.count(False) <= max(1, len(lines) // 10):  # _read_sasrec quotes the odd ones
+        return _read_sasrec(data, source), "sasrec-txt"
+    text_lines = [line.decode(encoding) for line in lines]
+    delimiter = _sniff_delimiter(text_lines, source)
+    header = [re.sub(r'^"(.*)"$', r"\1", name) for name in text_lines[0].split(delimiter)]
+    if all(NUMBER.fullmatch(name.strip()) for name in header):
+        raise DataError(f"{source}: the first line {text_lines[0][:80]!r} looks like data, not a header; a delimited "
+                        "file needs a first line naming its columns, e.g. user_id,item_id,timestamp")
+    frame = _read_delimited(data, source, delimiter, encoding, header=header)
+    return frame, "tsv" if delimiter == "\t" else "csv"
+
+
+def _sniff_delimiter(lines: list[str], source: str) -> str:
+    """The candidate that splits the header and most rows into the same number of fields (quoted text ignored)."""
+    unquoted = [re.sub(r'"[^"]*"', "", line) for line in lines]
+
+    def fit(delimiter):
+        counts = [line.count(delimiter) for line in unquoted]
+        if counts[0] == 0:
+            return (0.0, 0)
+        return (sum(count == counts[0] for count in counts) / len(counts), counts[0])
+
+    best = max(DELIMITERS, key=fit)  # ties go to the earlier (more common) delimiter
+    if fit(best)[0] < 0.5:
+        raise DataError(f"{source}: cannot tell how the columns are separated (tried comma, tab, semicolon and pipe) "
+                        f"in lines like {lines[0][:80]!r}; expected {FORMATS_HINT}")
+    return best
+
+
+def _read_delimited(data: bytes, source: str, delimiter: str, encoding: str = "utf-8", header: list[str] | None = None,
+                    names: list[str] | None = None, quote: bool = True, column_types: dict | None = None) -> pd.DataFrame:
+    """pyarrow's CSV reader; `names` for headerless files. Id-like columns are read as text so that
+    '007' stays '007' and 20-digit ids keep every digit."""
+    columns = names or header or []
+    types = {name: pa.string() for name in columns if _is_id_name(name)} | (column_types or {})
+    malformed = []
+
+    def skip(row):
+        malformed.append(row)
+        return "skip"
+
+    separated = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}.get(delimiter, repr(delimiter))
+    try:
+        # Single-threaded so that skipped rows come with their line numbers; on 2 cores it costs little.
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(encoding=encoding, column_names=names, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quote else False,
+                                             invalid_row_handler=skip),
+            convert_options=pacsv.ConvertOptions(column_types=types))
+    except (pa.ArrowException, UnicodeError) as err:
+        raise DataError(f"{source}: cannot be read as {separated}-separated text: {err}") from err
+
+    if malformed:
+        total = table.num_rows + len(malformed)
+        if len(malformed) > total * MAX_MALFORMED_FRACTION:
+            examples = "; ".join(f"line {row.number}: {row.text[:80]!r} ({row.actual_columns} fields)"
+                                 for row in malformed[:3])
+            raise DataError(f"{source}: {len(malformed)} of {total} rows do not have the {malformed[0].expected_columns} "
+                            f"{separated}-separated fields of the header ({', '.join(map(str, columns))}), e.g. {examples}")
+    frame = table.to_pandas()
+    return _finish_table(frame, source, first_line=1 if names else 2, skipped_rows=len(malformed))
+
+
+def _finish_table(frame: pd.DataFrame, source: str, first_line: int | None, skipped_rows: int = 0) -> pd.DataFrame:
+    """Common checks and clean-up for every reader; `attrs` carries what build_dataset needs to word its messages."""
+    if len(frame) == 0:
+        raise DataError(f"{source}: the file has no rows, only a header"
+                        + (f" ({', '.join(map(str, frame.columns))})" if len(frame.columns) else ""))
+    names = [str(name).strip() for name in frame.columns]
+    if all(RECBOLE_TYPE.search(name) for name in names):
+        names = [RECBOLE_TYPE.sub("", name) for name in names]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise DataError(f"{source}: column names must be unique, but {duplicated} appear more than once")
+    frame.columns = names
+    frame.attrs.update(source=source, first_line=first_line, skipped_rows=skipped_rows)
+    return frame
+
+
+def _read_json(data: bytes, source: str, encoding: str) -> pd.DataFrame:
+    if encoding != "utf-8":
+        data = data.decode(encoding).encode("utf-8")
+    listed, lines = data.lstrip()[:1] == b"[", []
+    try:
+        if listed:
+            records = json.loads(data)
+        else:
+            try:
+                return _finish_table(pajson.read_json(io.BytesIO(data)).to_pandas(), source, first_line=1)
+            except pa.ArrowInvalid:  # pyarrow wants one type per column: let json + pandas cope with mixed ones
+                lines = [line for line in data.splitlines() if line.strip()]
+                records = json.loads(b"[" + b",\n".join(lines) + b"]")
+    except json.JSONDecodeError as err:
+        where = (f" in {lines[err.lineno - 1][:80].decode()!r}" if lines and err.lineno <= len(lines)
+                 else f" at line {err.lineno}")
+        raise DataError(f"{source}: expected JSON Lines (one {{...}} object per line) or a JSON list of records; "
+                        f"invalid JSON{where}: {err.msg}") from err
+    if not isinstance(records, list) or not all(isinstance(record, dict) for record in records[:1]):
+        raise DataError(f"{source}: expected JSON Lines or a JSON list of records ({{...}} objects), "
+                        f"found {type(records).__name__} {str(records)[:80]!r}")
+    return _finish_table(pd.DataFrame.from_records(records), source, first_line=None if listed else 1)
+
+
+def _read_sasrec(data: bytes, source: str) -> pd.DataFrame:
+    """The SASRec paper's format: 'user item' per line, in time order, no header."""
+    bad = NOT_SASREC_LINE.search(data)
+    if bad:
+        line = data.count(b"\n", 0, bad.start()) + 1
+        raise DataError(f"{source}: line {line} {bad.group().strip()[:80].decode('latin-1')!r} is not two integers; "
+                        "the file starts like the SASRec format (one 'user item' pair per line, in time order)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        numbers = np.fromstring(data, dtype=np.int64, sep=" ")  # any whitespace separates; validated above
+    return _finish_table(pd.DataFrame({"user_id": numbers[0::2], "item_id": numbers[1::2]}), source, first_line=1)
+
+
+def _read_recbole(inter: Path) -> RawLog:
+    """RecBole atomic files: <name>.inter (tab-separated, `name:type` headers) and an optional <name>.item."""
+    events, _ = _read_recbole_file(inter)
+    item_file = inter.with_suffix(".item")
+    catalog = _read_recbole_items(item_file) if item_file.exists() else None
+    return RawLog(events, catalog, inter.name, "recbole", None)
+
+
+def _read_recbole_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """-> (table with `name:type` stripped from its column names, the header as written)."""
+    data = _read_bytes(path)
+    encoding = _text_encoding(data, path.name)
+    header = data.split(b"\n", 1)[0].decode(encoding).rstrip("\r").split("\t")
+    types = {name: RECBOLE_ARROW_TYPES[kind] for name in header
+             if (kind := name.rpartition(":")[2]) in RECBOLE_ARROW_TYPES}
+    return _read_delimited(data, path.name, "\t", encoding, header=header, quote=False, column_types=types), header
+
+
+def _read_recbole_items(path: Path) -> pd.DataFrame:
+    frame, header = _read_recbole_file(path)
+    # RecBole's token_seq separates values by spaces (ml-100k's class: "Animation Children's Comedy").
+    for name in header:
+        bare = RECBOLE_TYPE.sub("", name.strip())
+        if name.strip().endswith(":token_seq") and bare.lower() in CATEGORY_NAMES:
+            frame[bare] = frame[bare].astype("string").str.strip().str.replace(r"\s+", ", ", regex=True)
+    return _standard_catalog(frame, path.name)
+
+
+def _read_folder(folder: Path) -> RawLog:
+    files = {p.name: p for p in folder.iterdir() if p.is_file()}
+    by_preference = sorted((p for p in files.values() if _bare_suffix(p) in TABLE_SUFFIXES),
+                           key=lambda p: TABLE_SUFFIXES.index(_bare_suffix(p)))
+    interactions = [p for p in by_preference if p.name.lower().split(".")[0] == "interactions"]
+    if interactions:
+        events, _ = _read_table(interactions[0])
+        events.attrs["source"] = f"{folder.name}/{interactions[0].name}"
+        items = [p for p in by_preference if p.name.lower().split(".")[0] == "items"]
+        catalog = _standard_catalog(_read_table(items[0])[0], f"{folder.name}/{items[0].name}") if items else None
+        return RawLog(events, catalog, f"{folder.name}/{interactions[0].name}", "dataset-folder", None)
+    inters = sorted(p for p in files.values() if p.suffix.lower() == ".inter")
+    if len(inters) == 1:
+        return _read_recbole(inters[0])
+    if len(inters) > 1:
+        raise DataError(f"{folder.name}: holds several RecBole logs ({', '.join(p.name for p in inters)}); pass one .inter file")
+    if {"u.data", "ratings.dat", "ratings.csv"} & set(files):
+        return _read_movielens(folder.name, _folder_members(folder))
+    raise DataError(f"{folder.name}: no interaction log in this folder; expected interactions.<csv|parquet|jsonl...> "
+                    f"(with optional items.<ext>), a RecBole <name>.inter, or an extracted MovieLens folder; "
+                    f"found: {', '.join(sorted(files)[:15]) or 'nothing'}")
+
+
+def _folder_members(folder: Path) -> dict:
+    return {p.name: p.read_bytes for p in folder.iterdir() if p.is_file()}
+
+
+def _read_movielens_zip(path: Path) -> RawLog:
+    """A MovieLens zip as GroupLens distributes it, read in memory. Members are matched by base name,
+    so the top folder may be called anything."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {}
+            for name in sorted(archive.namelist(), key=lambda name: name.count("/")):  # the shallowest copy wins
+                if not name.endswith("/") and "__MACOSX" not in name:
+                    members.setdefault(PurePosixPath(name).name, functools.partial(archive.read, name))
+            return _read_movielens(path.name, members)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise DataError(f"{path.name}: not a readable zip archive: {err}") from err
+
+
+def _read_movielens(source: str, members: dict) -> RawLog:
+    """ml-100k, ml-1m (and ml-10m) or the ml-latest/ml-25m/ml-32m csv layout; `members` maps base name -> reader."""
+    roles = Columns("user_id", "item_id", "timestamp", "rating")
+    if "u.data" in members:
+        events = _read_delimited(_gunzip(members["u.data"](), f"{source}/u.data"), f"{source}/u.data", "\t",
+                                 names=ML_RATING_COLUMNS, quote=False)
+        catalog = _ml100k_catalog(members["u.item"](), f"{source}/u.item") if "u.item" in members else None
+        return RawLog(events, catalog, source, "movielens-100k", roles)
+    if "ratings.dat" in members:
+        data = _gunzip(members["ratings.dat"](), f"{source}/ratings.dat")
+        events = _read_delimited(data.replace(b"::", b"\t"), f"{source}/ratings.dat", "\t",
+                                 names=ML_RATING_COLUMNS, quote=False)
+        catalog = _ml1m_catalog(members["movies.dat"](), f"{source}/movies.dat") if "movies.dat" in members else None
+        return RawLog(events, catalog, source, "movielens-1m", roles)
+    if "ratings.csv" in members:
+        events, _ = _read_text_table(_gunzip(members["ratings.csv"](), f"{source}/ratings.csv"), f"{source}/ratings.csv")
+        catalog = None
+        if "movies.csv" in members:
+            movies = _gunzip(members["movies.csv"](), f"{source}/movies.csv")
+            catalog = _standard_catalog(_read_text_table(movies, f"{source}/movies.csv")[0], f"{source}/movies.csv")
+        return RawLog(events, catalog, source, "movielens-csv", Columns("userId", "movieId", "timestamp", "rating"))
+    raise DataError(f"{source}: not a MovieLens layout I know; expected u.data (ml-100k), ratings.dat (ml-1m) or "
+                    f"ratings.csv (ml-latest-small, ml-25m, ml-32m); found: {', '.join(sorted(members)[:15]) or 'nothing'}")
+
+
+def _ml100k_catalog(data: bytes, source: str) -> pd.DataFrame:
+    """u.item: id|title|release date|video release date|IMDb URL|19 genre flags, latin-1."""
+    data = _gunzip(data, source)
+    names = ["item_id", "title", "release_date", "video_release_date", "imdb_url", *ML100K_GENRES]
+    frame = _read_delimited(data, source, "|", _text_encoding(data, source), names=names, quote=False)
+    flags = frame[list(ML100K_GENRES)].to_numpy() == 1
+    genres = pd.Series("", index=frame.index, dtype="string")
+    for column, genre in enumerate(ML100K_GENRES):  # 19 columns, each a vectorised step
+        genres = genres + np.where(flags[:, column], ", " + genre, "")
+    frame = frame.drop(columns=list(ML100K_GENRES))
+    frame["genres"] = genres.str.removeprefix(", ").replace("", pd.NA)
+    return _standard_catalog(frame, source)
+
+
+def _ml1m_catalog(data: bytes, source: str) -> pd.DataFrame:
+    """movies.dat: id::title::genres|separated, latin-1."""
+    data = _gunzip(data, source)
+    frame = _read_delimited(data.replace(b"::", b"\t"), source, "\t", _text_encoding(data, source),
+                            names=["item_id", "title", "genres"], quote=False)
+    return _standard_catalog(frame, source)
+
+
+def _bare_suffix(path: Path) -> str:
+    """'.csv' for both data.csv and data.csv.gz."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".gzip"):
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+# -----------------------------------------------------------------------------
+# column roles and catalogs
+
+def _bare_name(name) -> str:
+    return RECBOLE_TYPE.sub("", str(name).strip())
+
+
+def _is_id_name(name) -> bool:
+    bare = _bare_name(name).lower()
+    return bare in {n.lower() for n in USER_NAMES + ITEM_NAMES} or bare.endswith("id")
+
+
+def _find_column(columns, accepted, role: str, source: str, required: bool = False) -> str | None:
+    wanted = {name.lower() for name in accepted}
+    matches = [column for column in columns if _bare_name(column).lower() in wanted]
+    if len(matches) > 1:
+        raise DataError(f"{source}: columns {matches[0]!r} and {matches[1]!r} could both be the {role} column; "
+                        f"choose the {role} column explicitly")
+    if not matches and required:
+        raise DataError(f"{source}: no {role} column found among the columns {[str(c) for c in columns]}; "
+                        f"expected one named {', '.join(accepted)} (any case), or choose the {role} column explicitly")
+    return matches[0] if matches else None
+
+
+def detect_roles(df: pd.DataFrame, source: str = "") -> Columns:
+    """Find the user, item, timestamp and rating columns by name; DataError if user/item is missing or ambiguous."""
+    source = source or df.attrs.get("source") or "the table"
+    return Columns(user=_find_column(df.columns, USER_NAMES, "user", source, required=True),
+                   item=_find_column(df.columns, ITEM_NAMES, "item", source, required=True),
+                   timestamp=_find_column(df.columns, TIMESTAMP_NAMES, "timestamp", source),
+                   rating=_find_column(df.columns, RATING_NAMES, "rating", source))
+
+
+def _normalise_ids(values: pd.Series) -> pd.Series:
+    """Ids as stripped strings ("242", not "242.0", for a float column that held NaNs); "" becomes missing."""
+    if pd.api.types.is_float_dtype(values.dtype):
+        text = values.astype("string")
+        whole = (values.notna() & (values % 1 == 0) & (values.abs() < 2 ** 62)).fillna(False).to_numpy(dtype=bool)
+        text[whole] = values[whole].astype("int64").astype("string")
+    else:
+        text = values.astype("string")
+    return text.str.strip().replace("", pd.NA)
+
+
+def _multi_value(values: pd.Series) -> pd.Series:
+    """'A|B', 'A;B', 'A, B' or a list -> 'A, B'; empty or MovieLens' '(no genres listed)' -> NA."""
+    first = values.dropna().iloc[0] if values.notna().any() else None
+    if isinstance(first, (list, tuple, np.ndarray)):  # Parquet/JSON list columns
+        values = values.str.join(", ")
+    text = values.astype("string").str.strip().str.replace(MULTI_VALUE_SEPARATOR, ", ", regex=True).str.strip(", ")
+    return text.mask(text.isin(["", NO_GENRES]))
+
+
+def _standard_catalog(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """item_id, title, category (first value), genres (all values, ', '-joined), then the other columns as they were."""
+    columns = list(frame.columns)
+    id_column = _find_column(columns, ITEM_NAMES, "item", source) or _find_column(columns, ("id",), "item", source)
+    if id_column is None:
+        raise DataError(f"{source}: no item id column in the catalog among {[str(c) for c in columns]}; "
+                        f"expected one named {', '.join(ITEM_NAMES)} or id (any case)")
+    title_column = next((c for name in TITLE_NAMES for c in columns if str(c).lower() == name), None)
+    category_column = next((c for name in CATEGORY_NAMES for c in columns if str(c).lower() == name), None)
+    genres_column = next((c for c in columns if str(c).lower() == "genres"), category_column)
+
+    ids = _normalise_ids(frame[id_column])
+    missing = pd.Series(pd.NA, index=frame.index, dtype="string")
+    title = frame[title_column].astype("string").str.strip().replace("", pd.NA) if title_column else missing
+    genres = _multi_value(frame[genres_column]) if genres_column else missing
+    category = (_multi_value(frame[category_column]).str.extract(r"^([^,]*)", expand=False)
+                if category_column else missing)
+    used = [c for c in (id_column, title_column, category_column, genres_column) if c is not None]
+    out = pd.concat([pd.DataFrame({"item_id": ids, "title": title.fillna(ids), "category": category, "genres": genres}),
+                     frame.drop(columns=list(dict.fromkeys(used)))], axis=1)
+    out = out[ids.notna()].drop_duplicates("item_id").reset_index(drop=True)
+    out.attrs = {"source": source}
+    return out
+
+
+# -----------------------------------------------------------------------------
+# cleaning
+
+@dataclass(eq=False)
+class Dataset:
+    user_ids: np.ndarray      # (num_users,) original user ids as str; internal user u is index u
+    item_ids: np.ndarray      # (num_items + 1,) original item ids as str; [0] = "" is padding
+    offsets: np.ndarray       # (num_users + 1,) int64 CSR offsets into `items`
+    items: np.ndarray         # (num_events,) int32 internal item ids, grouped by user, time-ordered within user
+    timestamps: np.ndarray | None   # (num_events,) int64 epoch seconds aligned with `items`, None if the log had none
+    catalog: pd.DataFrame     # one row per internal item 1..N (the index): item_id, title, category, genres, ...
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    report: list[dict] = field(default_factory=list)  # each step's effect: {"step", "rows", "users", "items", ...}
+    source: str = ""
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids) - 1
+
+    @property
+    def num_events(self) -> int:
+        return len(self.items)
+
+    def __repr__(self):
+        return f"Dataset({self.source!r}: {self.num_users} users, {self.num_items} items, {self.num_events} events)"
+
+    def sequence(self, user: int) -> np.ndarray:
+        return self.items[self.offsets[user]:self.offsets[user + 1]]
+
+    def to_internal(self, original_item_ids) -> np.ndarray:
+        """Original item ids (one or many, str or int) -> internal ids 1..N."""
+        wanted = _normalise_ids(pd.Series(np.atleast_1d(original_item_ids)))
+        positions = pd.Index(self.item_ids[1:]).get_indexer(wanted.to_numpy(dtype=object))
+        unknown = wanted[positions < 0]
+        if len(unknown):
+            raise DataError(f"{self.source}: unknown item ids {list(unknown[:5].astype(object))}"
+                            f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''}; "
+                            f"the dataset has {self.num_items} items, e.g. {list(self.item_ids[1:4])}")
+        return (positions + 1).astype(np.int64)
+
+    def user_index(self, original_user_id) -> int:
+        wanted = _normalise_ids(pd.Series([original_user_id])).iloc[0]
+        position = pd.Index(self.user_ids).get_indexer([wanted])[0]
+        if position < 0:
+            raise DataError(f"{self.source}: unknown user id {original_user_id!r}; "
+                            f"the dataset has {self.num_users} users, e.g. {list(self.user_ids[:3])}")
+        return int(position)
+
+    def stats(self) -> dict:
+        lengths = np.diff(self.offsets)
+        p25, median, p75, p90, p99 = np.percentile(lengths, [25, 50, 75, 90, 99]) if len(lengths) else [0.0] * 5
+        has_timestamps = self.timestamps is not None and len(self.timestamps) > 0
+        iso = lambda seconds: pd.Timestamp(int(seconds), unit="s", tz="UTC").isoformat()
+        return {
+            "users": self.num_users, "items": self.num_items, "interactions": self.num_events,
+            "density": self.num_events / max(self.num_users * self.num_items, 1),
+            "seq_len_min": int(lengths.min()) if len(lengths) else 0, "seq_len_p25": float(p25),
+            "seq_len_median": float(median), "seq_len_mean": float(lengths.mean()) if len(lengths) else 0.0,
+            "seq_len_p75": float(p75), "seq_len_p90": float(p90), "seq_len_p99": float(p99),
+            "seq_len_max": int(lengths.max(initial=0)),
+            "has_timestamps": bool(has_timestamps),
+            "time_min": iso(self.timestamps.min()) if has_timestamps else None,
+            "time_max": iso(self.timestamps.max()) if has_timestamps else None,
+        }
+
+    def save(self, folder) -> None:
+        """folder/interactions.parquet (cleaned, ordered, original ids), items.parquet and meta.json,
+        each written atomically; load_dataset(folder) reads it back."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        interactions = pd.DataFrame({
+            "user_id": pd.array(np.repeat(self.user_ids, np.diff(self.offsets)), dtype="string"),
+            "item_id": pd.array(self.item_ids[self.items], dtype="string")})
+        if self.timestamps is not None:
+            interactions["timestamp"] = self.timestamps.astype(np.int64)
+        catalog = self.catalog.reset_index(drop=True)
+        meta = {"source": self.source, "preprocessing": self.preprocessing.to_dict(), "stats": self.stats(),
+                "report": self.report}
+        _atomic_write(folder / "interactions.parquet", lambda tmp: pq.write_table(_to_arrow(interactions), tmp))
+        _atomic_write(folder / "items.parquet", lambda tmp: pq.write_table(_to_arrow(catalog), tmp))
+        _atomic_write(folder / "meta.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, default=str)))
+
+
+def _to_arrow(frame: pd.DataFrame) -> pa.Table:
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # an extra catalog column mixing types: keep it as text
+        mixed = frame.select_dtypes(include="object").columns
+        return pa.Table.from_pandas(frame.astype({c: "string" for c in mixed}), preserve_index=False)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """write(temp_path) next to path, then rename over it, so a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _where(rows: np.ndarray, first_line: int | None) -> list[str]:
+    """Row positions as the user would find them: file lines for text formats, 1-based rows otherwise."""
+    return [f"line {r + first_line}" if first_line else f"row {r + 1}" for r in rows]
+
+
+def _parse_timestamps(values: pd.Series, source: str, column: str, first_line: int | None):
+    """-> (sort key, epoch seconds, missing mask, how the values were read). The key keeps full precision
+    (milliseconds, microseconds) so that events within one second still sort right."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        raise DataError(f"{source}: column {column!r} holds true/false values, not timestamps; choose another column")
+    numbers, text = None, None
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        numbers = values
+    elif not pd.api.types.is_datetime64_any_dtype(values.dtype):
+        text = _normalise_ids(values)  # same clean-up: str, stripped, "" missing
+        numbers = pd.to_numeric(text, errors="coerce")
+        if numbers.notna().sum() * 2 < text.notna().sum():
+            numbers = None  # mostly not numbers: they must be dates
+
+    if numbers is not None:
+        failed = (numbers.isna() & text.notna()).to_numpy() if text is not None else np.zeros(len(numbers), bool)
+        if failed.any():
+            rows = np.flatnonzero(failed)[:3]
+            examples = ", ".join(f"{where} {text.iloc[r]!r}" for where, r in zip(_where(rows, first_line), rows))
+            raise DataError(f"{source}: column {column!r} should hold timestamps (here epoch numbers), but "
+                            f"{failed.sum()} of {len(text)} values are not numbers, e.g. {examples}")
+        missing = numbers.isna().to_numpy()
+        integer = pd.api.types.is_integer_dtype(numbers.dtype)
+        raw = numbers.to_numpy(dtype=np.int64 if integer else np.float64, na_value=0)
+        if not integer and not np.isfinite(raw).all():
+            bad = np.flatnonzero(~np.isfinite(raw))[:3]
+            raise DataError(f"{source}: column {column!r} should hold timestamps, but has infinite values at "
+                            f"{', '.join(_where(bad, first_line))}")
+        typical = np.median(np.abs(raw[~missing])) if (~missing).any() else 0
+        # Epoch seconds stay below 1e11 until the year 5138; anything bigger is a finer unit.
+        unit, per_second = next(((unit, scale) for limit, unit, scale in
+                                 ((1e17, "epoch ns", 10 ** 9), (1e14, "epoch us", 10 ** 6), (1e11, "epoch ms", 10 ** 3))
+                                 if typical > limit), ("epoch s", 1))
+        seconds = raw // per_second if integer else np.floor(raw / per_second)
+        return raw, seconds.astype(np.int64), missing, unit
+
+    if text is None:
+        dates = pd.to_datetime(values, utc=True)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "could not infer format": the mixed retry handles it
+            dates = pd.to_datetime(text, utc=True, errors="coerce")
+            failed = (dates.isna() & text.notna()).to_numpy()
+            if failed.any():  # several formats in one column: parse the stragglers one by one
+                dates[failed] = pd.to_datetime(text[failed], utc=True, errors="coerce", format="mixed")
+        failed = (dates.isna() & text.notna()).to_numpy()
+        if failed.any():
+            rows = np.flatnonzero(failed)[:3]
+            examples = ", ".join(f"{where} {text.iloc[r]!r}" for where, r in zip(_where(rows, first_line), rows))
+            raise DataError(f"{source}: column {column!r} should hold timestamps (epoch seconds or milliseconds, or "
+                            f"dates like 2024-01-31 or 2024-01-31T12:00:00), but {failed.sum()} of {len(text)} values "
+                            f"cannot be read, e.g. {examples}")
+    micros = dates.dt.tz_convert(None).dt.as_unit("us").to_numpy().view(np.int64)
+    return micros, micros // 10 ** 6, dates.isna().to_numpy(), "dates"
+
+
+def _parse_ratings(values: pd.Series, source: str, column: str, first_line: int | None) -> np.ndarray:
+    text = values if pd.api.types.is_numeric_dtype(values.dtype) else _normalise_ids(values)
+    numbers = pd.to_numeric(text, errors="coerce")
+    failed = (numbers.isna() & text.notna()).to_numpy()
+    if failed.any():
+        rows = np.flatnonzero(failed)[:3]
+        examples = ", ".join(f"{where} {text.iloc[r]!r}" for where, r in zip(_where(rows, first_line), rows))
+        raise DataError(f"{source}: column {column!r} should hold numeric ratings, but {failed.sum()} values are not "
+                        f"numbers, e.g. {examples}")
+    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _record(report: list, step: str, log: pd.DataFrame, **extra) -> None:
+    report.append({"step": step, "rows": len(log), "users": int(log["user"].nunique()),
+                   "items": int(log["item"].nunique()), **extra})
+
+
+def _check_enough(report: list, source: str) -> None:
+    last = report[-1]
+    if last["users"] >= 2 and last["items"] >= 2:
+        return
+    culprit = next(step for step in report if step["users"] < 2 or step["items"] < 2)
+    trail = " -> ".join(f"{s['step']}: {s['rows']} rows, {s['users']} users, {s['items']} items" for s in report)
+    cause = ("the log itself has too few" if culprit["step"] == "read"
+             else f"the step {culprit['step']!r} removed the rest; relax it")
+    raise DataError(f"{source}: {last['users']} user(s) and {last['items']} item(s) are left, but at least 2 of each "
+                    f"are needed: {cause} ({trail})")
+
+
+def _time_order(log: pd.DataFrame) -> np.ndarray:
+    """Stable sort by (user, time): two stable passes, so file order breaks ties (and is all there is without times)."""
+    order = np.argsort(log["key"].to_numpy(), kind="stable") if "key" in log else np.arange(len(log))
+    return order[np.argsort(log["user"].to_numpy()[order], kind="stable")]
+
+
+def build_dataset(events: pd.DataFrame, roles: Columns, catalog: pd.DataFrame | None = None,
+                  preprocessing: Preprocessing = Preprocessing(), source: str = "") -> Dataset:
+    """Clean a raw table into sequences: drop missing ids -> min rating -> drop duplicates -> order by time ->
+    collapse repeats -> k-core -> min sequence length, recording each step's effect in `report`."""
+    source = source or events.attrs.get("source") or "the log"
+    first_line = events.attrs.get("first_line")
+    columns = [str(c) for c in events.columns]
+    for role, column in (("user", roles.user), ("item", roles.item), ("timestamp", roles.timestamp), ("rating", roles.rating)):
+        if column is not None and column not in events.columns:
+            raise DataError(f"{source}: the {role} column {column!r} is not in the table; columns are {columns}")
+    if roles.user == roles.item:
+        raise DataError(f"{source}: column {roles.user!r} cannot be both the user and the item column")
+
+    users, items = _normalise_ids(events[roles.user]), _normalise_ids(events[roles.item])
+    for role, column, ids in (("user", roles.user, users), ("item", roles.item, items)):
+        if ids.isna().all():
+            raise DataError(f"{source}: the {role} column {column!r} has no ids: all {len(ids)} values are missing")
+    # Sorted factorisation: the same cleaned data always gets the same internal ids.
+    user_codes, user_names = pd.factorize(users, sort=True)
+    item_codes, item_names = pd.factorize(items, sort=True)
+    log = pd.DataFrame({"user": user_codes, "item": item_codes})
+
+    read_step = {"step": "read", "rows": len(log), "users": len(user_names), "items": len(item_names),
+                 "skipped_rows": int(events.attrs.get("skipped_rows", 0))}
+    if roles.timestamp is not None:
+        key, seconds, missing, unit = _parse_timestamps(events[roles.timestamp], source, roles.timestamp, first_line)
+        if missing.all():
+            raise DataError(f"{source}: the timestamp column {roles.timestamp!r} has no values; "
+                            "choose another column, or none to keep file order")
+        log["key"], log["seconds"], log["has_time"] = key, seconds, ~missing
+        read_step["timestamps"] = unit
+    if preprocessing.min_rating is not None:
+        if roles.rating is None:
+            raise DataError(f"{source}: min_rating >= {preprocessing.min_rating:g} needs a rating column, but there is "
+                            f"none (columns are {columns}; recognised names: {', '.join(RATING_NAMES)})")
+        log["rating"] = _parse_ratings(events[roles.rating], source, roles.rating, first_line)
+    report = [read_step]
+
+    log = log[(log["user"] >= 0) & (log["item"] >= 0)]
+    _record(report, "drop missing ids", log)
+    if "has_time" in log:
+        log = log[log["has_time"]]
+        _record(report, "drop missing timestamps", log)
+    if preprocessing.min_rating is not None:
+        log = log[log["rating"] >= preprocessing.min_rating]
+        _record(report, f"min rating >= {preprocessing.min_rating:g}", log)
+    if preprocessing.drop_duplicates:
+        if "key" in log:
+            log = log[~log.duplicated(["user", "item", "key"])]
+            _record(report, "drop duplicates", log)
+        else:  # without times, a repeated (user, item) may be a genuine re-consumption: keep it
+            _record(report, "drop duplicates", log, note="no timestamps: nothing is an exact duplicate")
+    log = log.iloc[_time_order(log)]
+    if preprocessing.collapse_repeats:
+        user, item = log["user"].to_numpy(), log["item"].to_numpy()
+        repeat = np.r_[False, (user[1:] == user[:-1]) & (item[1:] == item[:-1])]
+        log = log[~repeat]
+        _record(report, "collapse repeats", log)
+    if preprocessing.k_core > 1:
+        k, passes = preprocessing.k_core, 0
+        while len(log):  # removing users can drop items below k and vice versa: repeat until nothing changes
+            user, item = log["user"].to_numpy(), log["item"].to_numpy()
+            keep = (np.bincount(user)[user] >= k) & (np.bincount(item)[item] >= k)
+            if keep.all():
+                break
+            log, passes = log[keep], passes + 1
+        _record(report, f"k-core {k}", log, passes=passes)
+    if preprocessing.min_seq_len > 1:
+        user = log["user"].to_numpy()
+        log = log[np.bincount(user)[user] >= preprocessing.min_seq_len] if len(log) else log
+        _record(report, f"min sequence length {preprocessing.min_seq_len}", log)
+    _check_enough(report, source)
+
+    # Renumber what is left: users 0..U-1 and items 1..N, both still in sorted order of the original id.
+    kept_users, user_index = np.unique(log["user"].to_numpy(), return_inverse=True)
+    kept_items, item_index = np.unique(log["item"].to_numpy(), return_inverse=True)
+    user_ids = np.asarray(user_names, dtype=object)[kept_users]
+    item_ids = np.concatenate([np.array([""], dtype=object), np.asarray(item_names, dtype=object)[kept_items]])
+    offsets = np.zeros(len(kept_users) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(user_index, minlength=len(kept_users)), out=offsets[1:])
+    return Dataset(
+        user_ids=user_ids, item_ids=item_ids, offsets=offsets, items=(item_index + 1).astype(np.int32),
+        timestamps=log["seconds"].to_numpy(dtype=np.int64) if "seconds" in log else None,
+        catalog=_join_catalog(item_ids, catalog, source), preprocessing=preprocessing, report=report, source=source)
+
+
+def _join_catalog(item_ids: np.ndarray, catalog: pd.DataFrame | None, source: str) -> pd.DataFrame:
+    """One row per internal item 1..N; items the catalog lacks are titled by their id."""
+    frame = pd.DataFrame({"item_id": pd.array(item_ids[1:], dtype="string")},
+                         index=pd.RangeIndex(1, len(item_ids), name="item"))
+    if catalog is None:
+        frame["title"] = frame["item_id"]
+        frame["category"] = frame["genres"] = pd.array([pd.NA] * len(frame), dtype="string")
+        return frame
+    catalog_source = catalog.attrs.get("source") or "the catalog"
+    info = _standard_catalog(catalog, catalog_source).set_index("item_id")
+    if not frame["item_id"].isin(info.index).any():
+        raise DataError(f"{catalog_source}: none of the catalog's item ids match the items of {source}: the catalog has "
+                        f"{list(info.index[:3].astype(object))}, the log has {list(item_ids[1:4])}")
+    joined = info.reindex(frame["item_id"].to_numpy())
+    joined.index = frame.index
+    frame = pd.concat([frame, joined], axis=1)
+    frame["title"] = frame["title"].fillna(frame["item_id"])
+    return frame
+
+
+def load_dataset(path, items=None, roles: Columns | None = None, preprocessing: Preprocessing = Preprocessing()) -> Dataset:
+    """read_log + the catalog (`items` if given, else the log's own) + roles (explicit > format's > detected)
+    + build_dataset."""
+    raw = read_log(path)
+    catalog = read_catalog(items) if items else raw.catalog
+    roles = roles or raw.roles or detect_roles(raw.events, raw.source)
+    return build_dataset(raw.events, roles, catalog, preprocessing, raw.source)
+
+
+# -----------------------------------------------------------------------------
+# splitting
+
+@dataclass(eq=False)
+class Split:
+    """Leave-one-out, as in the SASRec paper. Users with fewer than 3 events keep everything for training
+    and get target 0 (padding) for validation and test, which evaluation must skip."""
+    train_offsets: np.ndarray   # (num_users + 1,) CSR over train_items: each sequence minus its last 2 items
+    train_items: np.ndarray
+    valid_targets: np.ndarray   # (num_users,) second-to-last item
+    test_targets: np.ndarray    # (num_users,) last item
+
+
+def leave_one_out(dataset: Dataset) -> Split:
+    lengths = np.diff(dataset.offsets)
+    held_out = np.where(lengths >= 3, 2, 0)
+    train_lengths = lengths - held_out
+    position = np.arange(dataset.num_events) - np.repeat(dataset.offsets[:-1], lengths)
+    train_items = dataset.items[position < np.repeat(train_lengths, lengths)]
+    train_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(train_lengths, out=train_offsets[1:])
+    ends = dataset.offsets[1:]
+    has_targets = held_out > 0
+    valid = np.where(has_targets, dataset.items[np.clip(ends - 2, 0, None)] if dataset.num_events else 0, 0)
+    test = np.where(has_targets, dataset.items[np.clip(ends - 1, 0, None)] if dataset.num_events else 0, 0)
+    return Split(train_offsets, train_items, valid.astype(dataset.items.dtype), test.astype(dataset.items.dtype))

@@ -1,0 +1,590 @@
+"""Behaviour of sasrec.data on tiny files written to tmp_path (no real MovieLens data is used or shipped)."""
+
+import gzip
+import json
+import zipfile
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sasrec.data import (Columns, DataError, Dataset, Preprocessing, build_dataset, detect_roles, leave_one_out,
+                         load_dataset, read_catalog, read_log)
+
+# Three users; "a" has its events out of time order in the file.
+LOG_ROWS = [("a", "i3", 4, 300), ("a", "i1", 5, 100), ("a", "i2", 2, 200), ("b", "i1", 3, 50),
+            ("b", "i2", 4, 60), ("b", "i4", 5, 70), ("c", "i4", 1, 10), ("c", "i3", 5, 20), ("c", "i1", 4, 30)]
+EXPECTED = {"a": ["i1", "i2", "i3"], "b": ["i1", "i2", "i4"], "c": ["i4", "i3", "i1"]}
+
+
+def write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return path
+
+
+def log_text(sep=",", header=("user_id", "item_id", "rating", "timestamp"), rows=LOG_ROWS):
+    return "\n".join([sep.join(header)] + [sep.join(map(str, row)) for row in rows]) + "\n"
+
+
+def sequences(dataset):
+    """{original user id: [original item ids in order]}"""
+    return {user: list(dataset.item_ids[dataset.sequence(u)]) for u, user in enumerate(dataset.user_ids)}
+
+
+def data_error(call, *fragments):
+    """Assert call() raises DataError whose message holds every fragment; return the message."""
+    with pytest.raises(DataError) as info:
+        call()
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+def check_consistent(dataset):
+    """The invariants every Dataset keeps."""
+    n = dataset.num_items
+    assert dataset.item_ids[0] == "" and list(dataset.item_ids[1:]) == sorted(dataset.item_ids[1:])
+    assert len(set(dataset.item_ids[1:])) == n
+    assert list(dataset.user_ids) == sorted(dataset.user_ids) and len(set(dataset.user_ids)) == dataset.num_users
+    assert dataset.offsets[0] == 0 and dataset.offsets[-1] == dataset.num_events and np.all(np.diff(dataset.offsets) > 0)
+    assert dataset.items.dtype == np.int32 and dataset.items.min() >= 1 and dataset.items.max() <= n
+    assert set(dataset.items) == set(range(1, n + 1))
+    assert list(dataset.catalog.index) == list(range(1, n + 1))
+    assert list(dataset.catalog["item_id"]) == list(dataset.item_ids[1:])
+    assert list(dataset.catalog.columns[:4]) == ["item_id", "title", "category", "genres"]
+    if dataset.timestamps is not None:
+        assert dataset.timestamps.dtype == np.int64 and len(dataset.timestamps) == dataset.num_events
+
+
+# -----------------------------------------------------------------------------
+# formats
+
+@pytest.mark.parametrize("name, sep", [("log.csv", ","), ("semi.csv", ";"), ("tabs.csv", "\t"), ("log.tsv", "\t"),
+                                       ("pipes.txt", "|"), ("log.dat", ",")])
+def test_delimited_text_is_sniffed(tmp_path, name, sep):
+    path = write(tmp_path / name, log_text(sep))
+    raw = read_log(path)
+    assert raw.format == ("tsv" if sep == "\t" else "csv") and raw.source == name
+    assert list(raw.events.columns) == ["user_id", "item_id", "rating", "timestamp"]
+    dataset = load_dataset(path)
+    assert sequences(dataset) == EXPECTED
+    check_consistent(dataset)
+
+
+def test_gzip_csv_and_bom_and_quoted_fields(tmp_path):
+    rows = [("a", "x,1", 1), ("a", "y", 2), ("a", "z", 3), ("b", "x,1", 1), ("b", "y", 2)]
+    text = "\ufeffuser_id,item_id,ts\n" + "".join(f'{u},"{i}",{t}\n' for u, i, t in rows)
+    path = tmp_path / "log.csv.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    dataset = load_dataset(path, preprocessing=Preprocessing(min_seq_len=1))
+    assert sequences(dataset) == {"a": ["x,1", "y", "z"], "b": ["x,1", "y"]}
+
+
+def test_parquet(tmp_path):
+    frame = pd.DataFrame(LOG_ROWS, columns=["user_id", "item_id", "rating", "timestamp"])
+    frame.to_parquet(tmp_path / "log.parquet")
+    raw = read_log(tmp_path / "log.parquet")
+    assert raw.format == "parquet"
+    assert sequences(load_dataset(tmp_path / "log.parquet")) == EXPECTED
+
+
+def test_json_lines_and_json_list(tmp_path):
+    records = [dict(zip(("user", "item", "rating", "timestamp"), row)) for row in LOG_ROWS]
+    jsonl = write(tmp_path / "log.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    listed = write(tmp_path / "log.json", json.dumps(records))
+    for path in (jsonl, listed):
+        raw = read_log(path)
+        assert raw.format == "jsonl"
+        assert sequences(load_dataset(path)) == EXPECTED
+
+
+def test_json_lines_with_mixed_id_types(tmp_path):
+    lines = ['{"user_id": 1, "item_id": 7}', '{"user_id": "1", "item_id": "x"}', '{"user_id": 1, "item_id": 8}',
+             '{"user_id": 2, "item_id": 7}', '{"user_id": 2, "item_id": "x"}', '{"user_id": 2, "item_id": 8}']
+    dataset = load_dataset(write(tmp_path / "mixed.ndjson", "\n".join(lines)))
+    assert sequences(dataset) == {"1": ["7", "x", "8"], "2": ["7", "x", "8"]}
+
+
+def test_sasrec_text_keeps_file_order(tmp_path):
+    path = write(tmp_path / "ml.txt", "1 30\n1 10\n1 20\n2 10\n2  30\r\n2\t20\n")
+    raw = read_log(path)
+    assert raw.format == "sasrec-txt" and raw.roles == Columns("user_id", "item_id")
+    dataset = load_dataset(path)
+    assert dataset.timestamps is None
+    assert sequences(dataset) == {"1": ["30", "10", "20"], "2": ["10", "30", "20"]}
+
+
+def test_sasrec_text_with_a_bad_line(tmp_path):
+    path = write(tmp_path / "ml.txt", "1 30\n1 10\n1 20 5\n2 10\n")
+    data_error(lambda: read_log(path), "ml.txt", "line 3", "two integers")
+
+
+RECBOLE_INTER = ("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                 "196\t242\t3\t881250949\n196\t302\t3\t881250950\n196\t51\t2\t881250948\n"
+                 "186\t302\t3\t891717742\n186\t242\t3\t891717741\n186\t51\t5\t891717743\n")
+RECBOLE_ITEM = ("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+                "242\tKolya\t1996\tComedy\n302\tL.A. Confidential\t1997\tCrime Film-Noir Mystery Thriller\n"
+                "51\tLegends of the Fall\t1994\tDrama Romance War Western\n")
+
+
+def test_recbole_folder_and_inter_file(tmp_path):
+    folder = tmp_path / "ml-tiny"
+    folder.mkdir()
+    write(folder / "ml-tiny.inter", RECBOLE_INTER)
+    write(folder / "ml-tiny.item", RECBOLE_ITEM)
+    write(folder / "ml-tiny.user", "user_id:token\tage:token\n196\t49\n")
+    for path in (folder, folder / "ml-tiny.inter"):
+        raw = read_log(path)
+        assert raw.format == "recbole" and list(raw.events.columns) == ["user_id", "item_id", "rating", "timestamp"]
+        dataset = load_dataset(path)
+        assert sequences(dataset) == {"186": ["242", "302", "51"], "196": ["51", "242", "302"]}
+        row = dataset.catalog.iloc[dataset.to_internal("302")[0] - 1]
+        assert row["title"] == "L.A. Confidential" and row["category"] == "Crime"
+        assert row["genres"] == "Crime, Film-Noir, Mystery, Thriller" and row["release_year"] == "1997"
+
+
+def movielens_100k_zip(path, top="ml-100k"):
+    ratings = "1\t10\t5\t881250949\n1\t20\t3\t881250950\n1\t30\t4\t881250948\n2\t10\t2\t881250951\n2\t30\t1\t881250952\n2\t20\t4\t881250953\n"
+    flags = lambda on: "|".join("1" if i in on else "0" for i in range(19))
+    items = (f"10|Café Society (1995)|01-Jan-1995||http://x|{flags({5, 8})}\n"
+             f"20|Heat (1995)|01-Jan-1995||http://y|{flags({1, 6, 16})}\n"
+             f"30|Unknown (1995)|01-Jan-1995||http://z|{flags({0})}\n")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{top}/", "")
+        archive.writestr(f"{top}/u.data", ratings)
+        archive.writestr(f"{top}/u.item", items.encode("latin-1"))
+        archive.writestr(f"{top}/u1.base", ratings)
+        archive.writestr(f"{top}/README", "fake")
+    return path
+
+
+def test_movielens_100k_zip(tmp_path):
+    path = movielens_100k_zip(tmp_path / "whatever.zip", top="renamed")
+    raw = read_log(path)
+    assert raw.format == "movielens-100k" and raw.roles.rating == "rating"
+    assert sequences(load_dataset(path, preprocessing=Preprocessing(min_rating=3, min_seq_len=1))) == {
+        "1": ["30", "10", "20"], "2": ["20"]}
+    dataset = load_dataset(path)
+    assert sequences(dataset) == {"1": ["30", "10", "20"], "2": ["10", "30", "20"]}
+    catalog = dataset.catalog.set_index("item_id")
+    assert catalog.loc["10", "title"] == "Café Society (1995)"  # u.item is latin-1
+    assert catalog.loc["10", "genres"] == "Comedy, Drama" and catalog.loc["10", "category"] == "Comedy"
+    assert catalog.loc["20", "genres"] == "Action, Crime, Thriller" and catalog.loc["30", "genres"] == "unknown"
+    assert read_catalog(path).shape[0] == 3
+
+
+def test_extracted_movielens_folder_and_files(tmp_path):
+    with zipfile.ZipFile(movielens_100k_zip(tmp_path / "ml-100k.zip")) as archive:
+        archive.extractall(tmp_path)
+    folder = tmp_path / "ml-100k"
+    for path in (folder, folder / "u.data"):
+        raw = read_log(path)
+        assert raw.format == "movielens-100k" and raw.catalog is not None
+        assert sequences(load_dataset(path)) == {"1": ["30", "10", "20"], "2": ["10", "30", "20"]}
+    assert list(read_catalog(folder / "u.item")["title"]) == ["Café Society (1995)", "Heat (1995)", "Unknown (1995)"]
+
+
+def test_movielens_1m_zip(tmp_path):
+    path = tmp_path / "ml-1m.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("ml-1m/ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n1::914::3::978301968\n"
+                                              "2::1193::4::978298413\n2::661::5::978299000\n2::914::1::978299100\n")
+        archive.writestr("ml-1m/movies.dat", "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+                                             "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+                                             "914::My Fair Lady (1964)::Musical|Romance\n".encode("latin-1"))
+        archive.writestr("ml-1m/users.dat", "1::F::1::10::48067\n")
+    raw = read_log(path)
+    assert raw.format == "movielens-1m"
+    dataset = load_dataset(path)
+    assert sequences(dataset) == {"1": ["1193", "914", "661"], "2": ["1193", "661", "914"]}
+    peach = dataset.catalog.set_index("item_id").loc["661"]
+    assert peach["category"] == "Animation" and peach["genres"] == "Animation, Children's, Musical"
+
+
+def test_movielens_latest_small_zip(tmp_path):
+    path = tmp_path / "ml-latest-small.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("ml-latest-small/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n"
+                         "1,3,4.0,964981247\n1,6,4.0,964982224\n2,1,3.5,1445714835\n2,3,2.0,1445714900\n2,6,5.0,1445714800\n")
+        archive.writestr("ml-latest-small/movies.csv", 'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n'
+                         '3,"American President, The (1995)",Comedy|Drama|Romance\n6,Heat (1995),(no genres listed)\n')
+        archive.writestr("ml-latest-small/links.csv", "movieId,imdbId,tmdbId\n1,0114709,862\n")
+    raw = read_log(path)
+    assert raw.format == "movielens-csv" and raw.roles == Columns("userId", "movieId", "timestamp", "rating")
+    dataset = load_dataset(path, preprocessing=Preprocessing(min_rating=3.5, min_seq_len=1))
+    assert sequences(dataset) == {"1": ["3", "6", "1"], "2": ["6", "1"]}
+    catalog = dataset.catalog.set_index("item_id")
+    assert catalog.loc["3", "title"] == "American President, The (1995)" and catalog.loc["3", "category"] == "Comedy"
+    assert pd.isna(catalog.loc["6", "category"]) and pd.isna(catalog.loc["6", "genres"])
+
+
+def test_unknown_zip_layout(tmp_path):
+    path = tmp_path / "stuff.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("stuff/notes.txt", "hello")
+        archive.writestr("stuff/data.bin", b"\x00\x01")
+    data_error(lambda: read_log(path), "stuff.zip", "u.data", "notes.txt", "data.bin")
+
+
+def test_dataset_folder_round_trip(tmp_path):
+    write(tmp_path / "log.csv", log_text())
+    write(tmp_path / "items.csv", "item_id,title,genre,year\ni1,One,Drama|War,1990\ni2,Two,Comedy,1991\ni9,Nine,,1999\n")
+    original = load_dataset(tmp_path / "log.csv", items=tmp_path / "items.csv", preprocessing=Preprocessing(min_rating=2))
+    original.save(tmp_path / "saved")
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["interactions.parquet", "items.parquet", "meta.json"]
+    meta = json.loads((tmp_path / "saved" / "meta.json").read_text())
+    assert meta["stats"]["interactions"] == original.num_events and meta["preprocessing"]["min_rating"] == 2
+    raw = read_log(tmp_path / "saved")
+    assert raw.format == "dataset-folder" and list(raw.events.columns) == ["user_id", "item_id", "timestamp"]
+    again = load_dataset(tmp_path / "saved")
+    for name in ("user_ids", "item_ids", "offsets", "items", "timestamps"):
+        assert np.array_equal(getattr(again, name), getattr(original, name)), name
+    pd.testing.assert_frame_equal(again.catalog, original.catalog, check_dtype=False)
+    check_consistent(again)
+
+
+def test_sample_style_folder_with_csv_gz_and_items_csv(tmp_path):
+    (tmp_path / "interactions.csv.gz").write_bytes(gzip.compress(log_text().encode()))
+    write(tmp_path / "items.csv", "item_id,title,category\ni1,First,Books\ni2,Second,Music\n")
+    dataset = load_dataset(tmp_path)
+    assert sequences(dataset) == EXPECTED
+    assert list(dataset.catalog["title"]) == ["First", "Second", "i3", "i4"]  # items missing from it: titled by id
+    assert list(dataset.catalog["category"].fillna("-")) == ["Books", "Music", "-", "-"]
+
+
+def test_folder_without_a_log(tmp_path):
+    write(tmp_path / "notes.md", "hi")
+    data_error(lambda: read_log(tmp_path), tmp_path.name, "interactions", "notes.md")
+
+
+# -----------------------------------------------------------------------------
+# roles
+
+def test_detect_roles_common_names_any_case():
+    frame = pd.DataFrame(columns=["UserID", "movieid", "Event_Time", "Stars", "other"])
+    assert detect_roles(frame) == Columns("UserID", "movieid", "Event_Time", "Stars")
+    assert detect_roles(pd.DataFrame(columns=["visitor_id", "sku"])) == Columns("visitor_id", "sku")
+
+
+def test_recbole_style_headers_are_stripped(tmp_path):
+    path = write(tmp_path / "log.tsv", log_text("\t", header=("user_id:token", "item_id:token", "rating:float", "timestamp:float")))
+    assert list(read_log(path).events.columns) == ["user_id", "item_id", "rating", "timestamp"]
+    assert detect_roles(pd.DataFrame(columns=["user_id:token", "item_id:token"])) == Columns("user_id:token", "item_id:token")
+
+
+def test_ambiguous_and_missing_roles(tmp_path):
+    path = write(tmp_path / "two_users.csv", log_text(header=("user_id", "userId", "rating", "timestamp")))
+    data_error(lambda: load_dataset(path), "two_users.csv", "'user_id'", "'userId'", "user column")
+    path = write(tmp_path / "odd.csv", log_text(header=("who", "what", "score", "when")))
+    data_error(lambda: load_dataset(path), "odd.csv", "no user column", "who", "what", "user_id")
+    dataset = load_dataset(path, roles=Columns("who", "what", "when"))  # the caller's roles always win
+    assert sequences(dataset) == EXPECTED
+
+
+def test_explicit_roles_override_detection(tmp_path):
+    path = write(tmp_path / "log.csv", log_text())
+    # swap the roles: items become users
+    dataset = load_dataset(path, roles=Columns(user="item_id", item="user_id", timestamp="timestamp"),
+                           preprocessing=Preprocessing(min_seq_len=1))
+    assert set(dataset.user_ids) == {"i1", "i2", "i3", "i4"}
+    data_error(lambda: load_dataset(path, roles=Columns("user_id", "nope")), "log.csv", "'nope'", "item column")
+
+
+# -----------------------------------------------------------------------------
+# ids and time
+
+def test_ids_are_normalised(tmp_path):
+    frame = pd.DataFrame({"user_id": [" u1", "u1 ", "u1", "u2", "u2", "u2", "", None],
+                          "item_id": [242.0, 7.0, np.nan, 242.0, 7.5, 7.0, 1.0, 1.0]})
+    dataset = build_dataset(frame, detect_roles(frame), preprocessing=Preprocessing(min_seq_len=1))
+    assert sequences(dataset) == {"u1": ["242", "7"], "u2": ["242", "7.5", "7"]}
+    assert dataset.report[1] == {"step": "drop missing ids", "rows": 5, "users": 2, "items": 3}
+    assert list(dataset.to_internal([242, 7])) == [1, 2] and list(dataset.to_internal(np.array([7.0, 242.0]))) == [2, 1]
+    assert list(dataset.to_internal(["7.5", " 7"])) == [3, 2] and dataset.user_index(" u2") == 1
+
+
+def test_epoch_seconds_milliseconds_and_dates_give_the_same_order(tmp_path):
+    seconds = [1_600_000_300, 1_600_000_100, 1_600_000_200, 1_600_000_050, 1_600_000_060, 1_600_000_070,
+               1_600_000_010, 1_600_000_020, 1_600_000_030]
+    rows = [row[:3] for row in LOG_ROWS]
+    variants = {"s": seconds, "ms": [s * 1000 + 999 for s in seconds],
+                "iso": [pd.Timestamp(s, unit="s").isoformat() for s in seconds],
+                "tz": [pd.Timestamp(s, unit="s", tz="Europe/Berlin").isoformat() for s in seconds]}
+    results = []
+    for name, times in variants.items():
+        path = write(tmp_path / f"{name}.csv", log_text(rows=[(*r, t) for r, t in zip(rows, times)]))
+        dataset = load_dataset(path)
+        assert sequences(dataset) == EXPECTED, name
+        results.append(dataset.timestamps)
+    for timestamps in results[1:]:
+        assert np.array_equal(timestamps, results[0])
+    assert sorted(results[0]) == sorted(seconds)
+
+
+def test_mixed_date_formats_are_parsed(tmp_path):
+    rows = [("a", "x", "2024-01-03"), ("a", "y", "2024-01-01 10:00"), ("a", "z", "2024/01/02"), ("b", "x", "2024-01-01"),
+            ("b", "y", "2024-01-02")]
+    dataset = load_dataset(write(tmp_path / "dates.csv", log_text(header=("user", "item", "date"), rows=rows)),
+                           preprocessing=Preprocessing(min_seq_len=1))
+    assert sequences(dataset)["a"] == ["y", "z", "x"]
+
+
+def test_rows_without_a_timestamp_are_dropped_and_reported(tmp_path):
+    rows = [*LOG_ROWS[:3], ("a", "i4", 3, ""), *LOG_ROWS[3:]]
+    dataset = load_dataset(write(tmp_path / "gaps.csv", log_text(rows=rows)))
+    assert steps(dataset)["drop missing timestamps"] == (9, 3, 4) and steps(dataset)["read"] == (10, 3, 4)
+    assert sequences(dataset) == EXPECTED
+    data_error(lambda: load_dataset(write(tmp_path / "none.csv", "user,item,ts\na,b,\nc,d,\n")), "none.csv", "'ts'")
+
+
+def test_ties_keep_file_order(tmp_path):
+    rows = [("u", "b", 5), ("u", "a", 5), ("u", "c", 1), ("v", "a", 2), ("v", "c", 2), ("v", "b", 2)]
+    dataset = load_dataset(write(tmp_path / "ties.csv", log_text(header=("user", "item", "ts"), rows=rows)))
+    assert sequences(dataset) == {"u": ["c", "b", "a"], "v": ["a", "c", "b"]}
+
+
+def test_without_timestamps_file_order_is_kept(tmp_path):
+    rows = [("u", "b"), ("v", "a"), ("u", "a"), ("u", "c"), ("v", "c"), ("v", "b"), ("u", "b")]
+    dataset = load_dataset(write(tmp_path / "plain.csv", log_text(header=("user", "item"), rows=rows)))
+    assert dataset.timestamps is None and dataset.stats()["has_timestamps"] is False
+    assert sequences(dataset) == {"u": ["b", "a", "c", "b"], "v": ["a", "c", "b"]}
+    assert "note" in dataset.report[2]  # nothing counts as an exact duplicate without times
+
+
+# -----------------------------------------------------------------------------
+# preprocessing
+
+def steps(dataset):
+    return {step["step"]: (step["rows"], step["users"], step["items"]) for step in dataset.report}
+
+
+def test_min_rating(tmp_path):
+    dataset = load_dataset(write(tmp_path / "log.csv", log_text()), preprocessing=Preprocessing(min_rating=3, min_seq_len=2))
+    assert steps(dataset)["min rating >= 3"] == (7, 3, 4)
+    assert sequences(dataset) == {"a": ["i1", "i3"], "b": ["i1", "i2", "i4"], "c": ["i3", "i1"]}
+
+
+def test_drop_duplicates_and_keep_them(tmp_path):
+    rows = LOG_ROWS + [("a", "i1", 5, 100), ("a", "i1", 5, 101)]
+    path = write(tmp_path / "dups.csv", log_text(rows=rows))
+    dataset = load_dataset(path)
+    assert steps(dataset)["drop missing ids"][0] == 11 and steps(dataset)["drop duplicates"][0] == 10
+    assert sequences(dataset)["a"] == ["i1", "i1", "i2", "i3"]
+    kept = load_dataset(path, preprocessing=Preprocessing(drop_duplicates=False))
+    assert "drop duplicates" not in steps(kept) and sequences(kept)["a"] == ["i1", "i1", "i1", "i2", "i3"]
+
+
+def test_collapse_repeats(tmp_path):
+    rows = [("u", "a", 1), ("u", "a", 2), ("u", "b", 3), ("u", "a", 4), ("u", "a", 5), ("v", "b", 1), ("v", "b", 2),
+            ("v", "c", 3)]
+    path = write(tmp_path / "rep.csv", log_text(header=("user", "item", "ts"), rows=rows))
+    dataset = load_dataset(path, preprocessing=Preprocessing(collapse_repeats=True, min_seq_len=1))
+    assert sequences(dataset) == {"u": ["a", "b", "a"], "v": ["b", "c"]}
+    assert steps(dataset)["collapse repeats"] == (5, 2, 3)
+
+
+def test_k_core_needs_several_passes(tmp_path):
+    # Pass 1 drops item "c" (1 event); that leaves user "w" with 1 event, so pass 2 drops "w".
+    rows = [("u", "a"), ("u", "b"), ("v", "a"), ("v", "b"), ("w", "a"), ("w", "c")]
+    path = write(tmp_path / "core.csv", log_text(header=("user", "item"), rows=rows))
+    dataset = load_dataset(path, preprocessing=Preprocessing(k_core=2, min_seq_len=1))
+    assert sequences(dataset) == {"u": ["a", "b"], "v": ["a", "b"]}
+    core = next(step for step in dataset.report if step["step"] == "k-core 2")
+    assert core == {"step": "k-core 2", "rows": 4, "users": 2, "items": 2, "passes": 2}
+    data_error(lambda: load_dataset(path, preprocessing=Preprocessing(k_core=3, min_seq_len=1)), "core.csv", "'k-core 3'")
+
+
+def test_min_seq_len(tmp_path):
+    rows = LOG_ROWS + [("d", "i1", 5, 1), ("d", "i2", 5, 2)]
+    path = write(tmp_path / "log.csv", log_text(rows=rows))
+    assert set(load_dataset(path).user_ids) == {"a", "b", "c"}
+    assert steps(load_dataset(path))["min sequence length 3"] == (9, 3, 4)
+    assert set(load_dataset(path, preprocessing=Preprocessing(min_seq_len=2)).user_ids) == {"a", "b", "c", "d"}
+
+
+def test_report_starts_with_read_and_is_json_serialisable(tmp_path):
+    dataset = load_dataset(write(tmp_path / "log.csv", log_text()),
+                           preprocessing=Preprocessing(min_rating=1, collapse_repeats=True, k_core=2))
+    names = [step["step"] for step in dataset.report]
+    assert names == ["read", "drop missing ids", "drop missing timestamps", "min rating >= 1", "drop duplicates",
+                     "collapse repeats", "k-core 2", "min sequence length 3"]
+    assert dataset.report[0] == {"step": "read", "rows": 9, "users": 3, "items": 4, "skipped_rows": 0, "timestamps": "epoch s"}
+    json.dumps(dataset.report)
+    stats = json.loads(json.dumps(dataset.stats()))
+    assert stats["users"] == 3 and stats["items"] == 4 and stats["interactions"] == 9
+    assert stats["density"] == pytest.approx(9 / 12) and stats["seq_len_median"] == 3
+    assert stats["time_min"].startswith("1970-01-01T00:00:10")
+
+
+def test_preprocessing_round_trips_through_dict():
+    settings_ = Preprocessing(min_rating=4.0, drop_duplicates=False, collapse_repeats=True, k_core=5, min_seq_len=2)
+    assert Preprocessing.from_dict(json.loads(json.dumps(settings_.to_dict()))) == settings_
+    data_error(lambda: Preprocessing.from_dict({"kcore": 5}), "kcore")
+
+
+@st.composite
+def small_logs(draw):
+    events = draw(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 9)), max_size=80))
+    return events, draw(st.integers(2, 4))
+
+
+def reference_k_core(events, k):
+    """The obvious, slow k-core: remove under-k users and items one round at a time until nothing changes."""
+    while True:
+        users, items = Counter(u for u, _ in events), Counter(i for _, i in events)
+        kept = [(u, i) for u, i in events if users[u] >= k and items[i] >= k]
+        if len(kept) == len(events):
+            return kept
+        events = kept
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_logs())
+def test_k_core_reaches_a_fixed_point_and_ids_are_a_bijection(log):
+    events, k = log
+    frame = pd.DataFrame(events, columns=["user", "item"]).astype(str) if events else pd.DataFrame(
+        {"user": ["0"], "item": ["0"]})
+    expected = reference_k_core(list(map(tuple, frame.to_numpy())), k)
+    settings_ = Preprocessing(k_core=k, min_seq_len=0, drop_duplicates=False)
+    if len({u for u, _ in expected}) < 2 or len({i for _, i in expected}) < 2:
+        data_error(lambda: build_dataset(frame, Columns("user", "item"), preprocessing=settings_, source="random.csv"),
+                   "random.csv", "k-core")
+        return
+    dataset = build_dataset(frame, Columns("user", "item"), preprocessing=settings_)
+    assert dataset.num_events == len(expected)
+    assert min(np.diff(dataset.offsets)) >= k and min(np.bincount(dataset.items)[1:]) >= k
+    assert np.array_equal(dataset.to_internal(dataset.item_ids[1:]), np.arange(1, dataset.num_items + 1))
+    assert [dataset.user_index(u) for u in dataset.user_ids] == list(range(dataset.num_users))
+    assert sorted(zip(np.repeat(dataset.user_ids, np.diff(dataset.offsets)), dataset.item_ids[dataset.items])) == sorted(expected)
+    check_consistent(dataset)
+
+
+# -----------------------------------------------------------------------------
+# dataset and split
+
+def test_leave_one_out():
+    frame = pd.DataFrame({"user": ["a"] * 5 + ["b"] * 3 + ["c"] * 2,
+                          "item": ["1", "2", "3", "4", "5", "3", "2", "1", "5", "4"]})
+    dataset = build_dataset(frame, Columns("user", "item"), preprocessing=Preprocessing(min_seq_len=1))
+    split = leave_one_out(dataset)
+    internal = lambda *ids: list(dataset.to_internal(list(ids)))
+    assert list(split.train_offsets) == [0, 3, 4, 6]
+    assert list(split.train_items) == internal("1", "2", "3", "3", "5", "4")  # "c" is too short: all of it trains
+    assert list(split.valid_targets) == internal("4", "2") + [0]
+    assert list(split.test_targets) == internal("5", "1") + [0]
+
+
+def test_to_internal_and_user_index_errors(tmp_path):
+    dataset = load_dataset(write(tmp_path / "log.csv", log_text()))
+    assert list(dataset.to_internal(["i4", "i1"])) == [4, 1]
+    data_error(lambda: dataset.to_internal(["i1", "nope", "zap"]), "log.csv", "'nope'", "'zap'")
+    data_error(lambda: dataset.user_index("zed"), "log.csv", "'zed'")
+    assert dataset.user_index("b") == 1 and list(dataset.sequence(1)) == [1, 2, 4]
+
+
+def test_read_catalog_standardises_columns(tmp_path):
+    path = write(tmp_path / "products.csv", "productId,product_title,main_category,price\n"
+                                            "p1,Pen,Office;Writing,1.5\np2,,Garden,3\np2,Dup,Garden,3\n,NoId,X,1\n")
+    catalog = read_catalog(path)
+    assert list(catalog.columns) == ["item_id", "title", "category", "genres", "price"]
+    assert list(catalog["item_id"]) == ["p1", "p2"] and list(catalog["title"]) == ["Pen", "p2"]
+    assert list(catalog["category"]) == ["Office", "Garden"] and catalog["genres"][0] == "Office, Writing"
+
+
+# -----------------------------------------------------------------------------
+# errors
+
+def test_empty_file_and_header_only(tmp_path):
+    data_error(lambda: load_dataset(write(tmp_path / "empty.csv", b"")), "empty.csv", "empty", "user_id")
+    data_error(lambda: load_dataset(write(tmp_path / "head.csv", "user_id,item_id\n")), "head.csv", "no rows", "user_id")
+
+
+def test_binary_content(tmp_path):
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    data_error(lambda: load_dataset(write(tmp_path / "pic.csv", png)), "pic.csv", "PNG", "CSV")
+    noise = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    data_error(lambda: load_dataset(write(tmp_path / "noise.csv", noise)), "noise.csv", "not a text table")
+    data_error(lambda: load_dataset(write(tmp_path / "bad.parquet", noise)), "bad.parquet")
+
+
+def test_utf16_is_refused_and_latin1_is_read(tmp_path):
+    data_error(lambda: load_dataset(write(tmp_path / "wide.csv", log_text(), encoding="utf-16")),
+               "wide.csv", "UTF-16", "UTF-8")
+    path = write(tmp_path / "old.csv", log_text().replace("i4", "caf\u00e9"), encoding="latin-1")
+    assert "caf\u00e9" in load_dataset(path).item_ids
+
+
+def test_ids_all_missing(tmp_path):
+    path = write(tmp_path / "noids.csv", "user_id,item_id\n,1\n,2\n")
+    data_error(lambda: load_dataset(path), "noids.csv", "'user_id'", "missing")
+
+
+def test_unparseable_timestamps_quote_lines(tmp_path):
+    rows = [(*row[:3], "2024-01-01") for row in LOG_ROWS]
+    rows[4] = (*rows[4][:3], "not a date")
+    rows[6] = (*rows[6][:3], "31/31/2024")
+    message = data_error(lambda: load_dataset(write(tmp_path / "when.csv", log_text(rows=rows))),
+                         "when.csv", "'timestamp'", "line 6", "'not a date'", "line 8")
+    assert "2 of 9" in message
+
+
+def test_unparseable_timestamp_far_down_a_numeric_column(tmp_path):
+    # Beyond pyarrow's first 1 MB block, where the column looks like integers.
+    rows = [("u", f"i{n % 7}", 1, 1_600_000_000 + n) for n in range(60_000)] + [("v", "i1", 1, "soon")]
+    path = write(tmp_path / "late.csv", log_text(rows=rows))
+    data_error(lambda: load_dataset(path), "late.csv", "'timestamp'", "line 60002", "'soon'")
+
+
+def test_too_few_users_or_items_names_the_filter(tmp_path):
+    path = write(tmp_path / "log.csv", log_text())
+    data_error(lambda: load_dataset(path, preprocessing=Preprocessing(min_rating=6)),
+               "log.csv", "'min rating >= 6'", "at least 2")
+    data_error(lambda: load_dataset(path, preprocessing=Preprocessing(min_seq_len=4)),
+               "log.csv", "'min sequence length 4'")
+    one_user = write(tmp_path / "one.csv", "user_id,item_id\nu,a\nu,b\nu,c\n")
+    data_error(lambda: load_dataset(one_user), "one.csv", "log itself")
+
+
+def test_catalog_matching_no_items(tmp_path):
+    path = write(tmp_path / "log.csv", log_text())
+    items = write(tmp_path / "items.csv", "item_id,title\n101,X\n102,Y\n")
+    data_error(lambda: load_dataset(path, items=items), "items.csv", "log.csv", "'101'", "'i1'")
+
+
+def test_min_rating_needs_a_rating_column(tmp_path):
+    path = write(tmp_path / "plain.csv", "user,item\n" + "".join(f"{u},{i}\n" for u, i, _, _ in LOG_ROWS))
+    data_error(lambda: load_dataset(path, preprocessing=Preprocessing(min_rating=4)), "plain.csv", "rating column")
+
+
+def test_a_few_malformed_rows_are_skipped_many_are_refused(tmp_path):
+    rows = [("u" + str(n % 5), "i" + str(n % 11), 1, n) for n in range(300)]
+    lines = log_text(rows=rows).splitlines()
+    lines.insert(50, "u1,i1,1,2,extra")
+    path = write(tmp_path / "few.csv", "\n".join(lines) + "\n")
+    dataset = load_dataset(path)
+    assert dataset.report[0]["skipped_rows"] == 1 and dataset.report[0]["rows"] == 300
+    bad = write(tmp_path / "many.csv", log_text() + "a,i1\nb,i2,3,4,5\n")
+    data_error(lambda: load_dataset(bad), "many.csv", "2 of 11", "'a,i1'", "line 11")
+
+
+def test_missing_file_and_unreadable_json(tmp_path):
+    data_error(lambda: read_log(tmp_path / "nope.csv"), "nope.csv", "no such file")
+    data_error(lambda: read_log(write(tmp_path / "bad.jsonl", '{"user": 1\n{"user": 2}\n')), "bad.jsonl", "JSON")
+    data_error(lambda: read_log(write(tmp_path / "notjson.json", "user,item\n1,2\n")), "notjson.json", "JSON")
+
+
+def test_headerless_numbers_are_refused(tmp_path):
+    path = write(tmp_path / "u.csv", "1,2,3\n4,5,6\n")
+    data_error(lambda: read_log(path), "u.csv", "header")
+
+
+def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
+    dataset = load_dataset(write(tmp_path / "log.csv", log_text()))
+    dataset.save(tmp_path / "out")
+    dataset.save(tmp_path / "out")  # overwriting works too
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["interactions.parquet", "items.parquet", "meta.json"]
+    assert isinstance(dataset, Dataset) and "3 users" in repr(dataset)
