@@ -1,0 +1,123 @@
+"""Serving a trained run: top-k next items, with attention, for a history of original ids."""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import rundir
+from .data import DataError
+from .model import SASRec, SASRecConfig
+
+
+@dataclass
+class Recommendation:
+    items: pd.DataFrame  # rank, item_id, title, category, score, probability
+    history: pd.DataFrame  # position, item_id, title, category: what the model saw, oldest first
+    attention: np.ndarray  # (layers, heads, T, T) over `history`
+    seconds: float  # model time, from ids in to table out
+
+
+class Recommender:
+    def __init__(self, model: SASRec, catalog: pd.DataFrame):
+        """catalog: one row per internal id 1..N (the index), with item_id, title and category."""
+        self.model = model.eval()
+        self.catalog = catalog
+        self.internal = pd.Series(catalog.index.to_numpy(), index=catalog["item_id"].to_numpy())
+        self._ids_lower = catalog["item_id"].str.lower()
+        self._titles_lower = catalog["title"].str.lower()
+
+    @classmethod
+    def from_run(cls, run_dir, checkpoint: str = "best") -> "Recommender":
+        run = rundir.Run(run_dir).require()
+        model = SASRec(SASRecConfig(**run.config()["model"]))
+        model.load_state_dict(rundir.load_weights(run.checkpoint(checkpoint)))
+        catalog = pd.read_parquet(Path(run_dir) / "items.parquet").set_index("index")
+        return cls(model, catalog)
+
+    @property
+    def maxlen(self) -> int:
+        return self.model.config.maxlen
+
+    def to_internal(self, item_ids) -> np.ndarray:
+        item_ids = [str(i) for i in item_ids]
+        found = self.internal.reindex(item_ids)
+        if found.isna().any():
+            unknown = [i for i, ok in zip(item_ids, found.notna()) if not ok]
+            raise DataError(f"unknown item id(s) {', '.join(unknown[:5])}: not in this model's catalog")
+        return found.to_numpy(dtype=np.int64, copy=True)
+
+    @torch.no_grad()
+    def recommend(self, history, k: int = 10, exclude_history: bool = True) -> Recommendation:
+        """Top-k next items for a history of original item ids, oldest first. Only the most
+        recent maxlen items are used."""
+        started = time.perf_counter()
+        items = self.to_internal(list(history)[-self.maxlen:])
+        if len(items) == 0:
+            raise DataError("the history is empty: add at least one item")
+        last, attention = self.model.last_hidden(torch.tensor(items)[None], need_weights=True)
+        scores = self.model.score_items(last)[0]  # (N+1,)
+        scores[0] = float("-inf")
+        if exclude_history:
+            scores[items] = float("-inf")
+        probabilities = scores.softmax(0)
+        k = min(k, int(torch.isfinite(scores).sum()))
+        top = torch.topk(scores, k).indices.numpy()
+        table = self.catalog.loc[top, ["item_id", "title", "category"]].reset_index(drop=True)
+        table.insert(0, "rank", np.arange(1, k + 1))
+        table["score"] = scores[top].numpy()
+        table["probability"] = probabilities[top].numpy()
+        return Recommendation(table, self.describe(items), attention[0].numpy(), time.perf_counter() - started)
+
+    def describe(self, items: np.ndarray) -> pd.DataFrame:
+        table = self.catalog.loc[items, ["item_id", "title", "category"]].reset_index(drop=True)
+        table.insert(0, "position", np.arange(1, len(items) + 1))
+        return table
+
+    def search(self, query: str, limit: int = 20) -> pd.DataFrame:
+        """Catalog rows whose title or id contains `query` (case-insensitive); exact id matches first."""
+        query = query.strip().lower()
+        if not query:
+            return self.catalog.head(0)
+        exact = self._ids_lower == query
+        found = exact | self._ids_lower.str.contains(query, regex=False) | self._titles_lower.str.contains(query, regex=False)
+        order = np.argsort(~exact[found].to_numpy(), kind="stable")  # exact id matches first
+        return self.catalog[found].iloc[order[:limit]]
+
+
+def rank_changes(previous: list[str], current: list[str]) -> list[str]:
+    """For each item of `current`, how its rank moved since `previous`: new, up N, down N or same."""
+    before = {item: rank for rank, item in enumerate(previous)}
+    moves = []
+    for rank, item in enumerate(current):
+        if item not in before:
+            moves.append("new")
+        elif before[item] > rank:
+            moves.append(f"up {before[item] - rank}")
+        elif before[item] < rank:
+            moves.append(f"down {rank - before[item]}")
+        else:
+            moves.append("same")
+    return moves
+
+
+def load_run_dataset(run_dir):
+    """The dataset a run was trained on, re-read with the run's own settings.
+
+    Raises DataError when the data has moved or no longer matches the run's catalog,
+    since every internal id would then mean a different item.
+    """
+    data = rundir.Run(run_dir).require().config().get("data") or {}
+    if not data.get("path"):
+        raise DataError(f"{run_dir}: the run does not record which data it was trained on")
+    data = rundir.absolute_data_config(data, run_dir)
+    if not Path(data["path"]).exists():
+        raise DataError(f"{data['path']}: the data this run was trained on is no longer there")
+    dataset = rundir.load_data(data)
+    trained_ids = pd.read_parquet(Path(run_dir) / "items.parquet", columns=["item_id"])["item_id"]
+    if list(dataset.item_ids[1:]) != list(trained_ids):
+        raise DataError(f"{data['path']}: the data has changed since this run was trained (its items differ)")
+    return dataset

@@ -1,0 +1,214 @@
+"""Training: batches, losses, the run directory, stopping, resuming and learning planted patterns."""
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sasrec import rundir
+from sasrec.data import Columns, build_dataset, load_dataset
+from sasrec.inference import Recommender
+from sasrec.model import SASRec, SASRecConfig
+from sasrec.synthetic import generate, next_episode_prefixes
+from sasrec.train import TrainConfig, negatives_excluding, sequence_loss, train, training_windows
+
+from conftest import ROOT
+
+
+@settings(max_examples=40, deadline=None)
+@given(lengths=st.lists(st.integers(3, 40), min_size=2, max_size=6), maxlen=st.integers(1, 9))
+def test_windows_cover_every_training_position_once(make_dataset, lengths, maxlen):
+    sequences = {u: [f"{u}-{t}" for t in range(n)] for u, n in enumerate(lengths)}
+    data = make_dataset(sequences)
+    inputs, targets = training_windows(data, maxlen)
+    assert inputs.shape == targets.shape and inputs.shape[1] == maxlen
+    # every (input, target) pair of consecutive items in a training part, exactly once
+    expected = Counter()
+    for u in range(data.num_users):
+        train_part = data.sequence(u)[:-2]
+        expected.update(zip(train_part[:-1], train_part[1:]))
+    real = targets != 0
+    assert Counter(zip(inputs[real], targets[real])) == expected
+    assert np.all((inputs != 0) == real), "inputs and targets are aligned"
+    # left padding only: once a row starts, it has no holes
+    assert np.all(np.diff(real.astype(int), axis=1) >= 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(num_items=st.integers(2, 50), seed=st.integers(0, 1000))
+def test_negatives_never_equal_the_positive(num_items, seed):
+    torch.manual_seed(seed)
+    positives = torch.randint(1, num_items + 1, (2000,))
+    negatives = negatives_excluding(positives, num_items)
+    assert not torch.any(negatives == positives)
+    assert negatives.min() >= 1 and negatives.max() <= num_items
+    # every other item is reachable, uniformly
+    positive = int(positives[0])
+    negatives = negatives_excluding(torch.full((200 * num_items,), positive), num_items)
+    assert set(negatives.tolist()) == set(range(1, num_items + 1)) - {positive}
+
+
+@pytest.mark.parametrize("loss", ["ce", "bce", "sampled-ce"])
+def test_each_loss_is_finite_and_has_gradients(loss):
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=30, maxlen=8, hidden=16, num_heads=2))
+    inputs = torch.tensor([[0, 0, 1, 2, 3], [4, 5, 6, 7, 8]])
+    targets = torch.tensor([[0, 0, 2, 3, 4], [5, 6, 7, 8, 9]])
+    value = sequence_loss(model, inputs, targets, loss, num_negatives=8)
+    value.backward()
+    assert math.isfinite(value.item()) and value.item() > 0
+    assert model.item_embedding.weight.grad.abs().sum() > 0
+
+
+def planted():
+    interactions, items = generate(seed=3, num_users=400, num_series=6, num_films=60, num_franchises=3)
+    dataset = build_dataset(interactions, Columns("user_id", "item_id", "timestamp"), items, source="planted")
+    return dataset, items
+
+
+def test_learns_planted_series_order(tmp_path):
+    dataset, items = planted()
+    config = TrainConfig(epochs=30, patience=30, batch_size=64, lr=3e-3, device="cpu", seed=0)
+    result = train(dataset, SASRecConfig(num_items=0, maxlen=50, hidden=32, dropout=0.1), config, tmp_path / "run")
+    assert result["state"] == "finished"
+    recommender = Recommender.from_run(tmp_path / "run")
+    prefixes = next_episode_prefixes(items, max_prefix=2)
+    popularity = Counter(dataset.item_ids[dataset.items])
+    most_popular = popularity.most_common(1)[0][0]
+    model_hits = sum(recommender.recommend(p, k=1).items.item_id[0] == nxt for p, nxt in prefixes)
+    popularity_hits = sum(most_popular == nxt for _, nxt in prefixes)
+    assert model_hits / len(prefixes) > 0.6, f"{model_hits}/{len(prefixes)} next episodes ranked first"
+    assert model_hits > 5 * max(popularity_hits, 1)
+
+
+def small_data(tmp_path):
+    interactions, items = generate(seed=1, num_users=150, num_series=4, num_films=40, num_franchises=2)
+    interactions.to_csv(tmp_path / "log.csv", index=False)
+    items.to_csv(tmp_path / "items.csv", index=False)
+    return tmp_path / "log.csv", tmp_path / "items.csv"
+
+
+def test_run_directory_contents_and_reproducibility(tmp_path):
+    log, catalog = small_data(tmp_path)
+    dataset = load_dataset(log, items=catalog)
+    runs = []
+    for name in ("a", "b"):
+        config = TrainConfig(epochs=3, device="cpu", seed=5, threads=1)
+        train(dataset, SASRecConfig(num_items=0, maxlen=20, hidden=16), config, tmp_path / name)
+        runs.append(rundir.Run(tmp_path / name))
+    a, b = runs
+    assert a.status()["state"] == "finished"
+    assert {"config.json", "status.json", "metrics.jsonl", "best.safetensors", "last.safetensors",
+            "items.parquet", "test_metrics.json", "progress.json"} <= {p.name for p in a.path.iterdir()}
+    assert not [p for p in a.path.iterdir() if p.name.endswith(".tmp")]
+    metrics = a.metrics()
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    for key in ("loss", "epoch_seconds", "examples_per_second", "valid_ndcg@10", "valid_hr@10", "elapsed_seconds"):
+        assert all(key in m for m in metrics), key
+    assert [m["loss"] for m in metrics] == [m["loss"] for m in b.metrics()], "seeded CPU runs differ"
+    assert {"ndcg@10", "sampled_ndcg@10", "pop_ndcg@10", "markov_hr@10"} <= set(a.test_metrics())
+
+
+def test_divergence_fails_the_run_with_a_message(tmp_path, monkeypatch):
+    import sasrec.train
+
+    real_loss = sasrec.train.sequence_loss
+    monkeypatch.setattr(sasrec.train, "sequence_loss", lambda *args: real_loss(*args) * float("nan"))
+    log, _ = small_data(tmp_path)
+    config = TrainConfig(epochs=2, device="cpu")
+    result = train(load_dataset(log), SASRecConfig(num_items=0, maxlen=20, hidden=16), config, tmp_path / "run")
+    status = rundir.Run(tmp_path / "run").status()
+    assert result["state"] == status["state"] == "failed"
+    assert "nan" in status["message"].lower() and "learning rate" in status["message"]
+
+
+def cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "sasrec", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, **kwargs)
+
+
+def start_training(tmp_path, out):
+    log, catalog = small_data(tmp_path)
+    return subprocess.Popen([sys.executable, "-m", "sasrec", "train", str(log), "--items", str(catalog),
+                             "--out", str(out), "--epochs", "500", "--patience", "500", "--maxlen", "20",
+                             "--hidden", "16", "--threads", "1"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("how", ["stop-file", "sigterm"])
+def test_stop_then_resume(tmp_path, how):
+    out = tmp_path / "run"
+    process = start_training(tmp_path, out)
+    run = rundir.Run(out)
+    assert wait_for(lambda: len(run.metrics()) >= 2), process.communicate()[0]
+    asked = time.time()
+    if how == "stop-file":
+        run.request_stop()
+    else:
+        process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    assert time.time() - asked < 5
+    assert run.status()["state"] == "stopped"
+    stopped_at = run.metrics()[-1]["epoch"]
+    first = Recommender.from_run(out).catalog.item_id.iloc[0]
+    assert len(Recommender.from_run(out).recommend([first], k=3).items) == 3  # the checkpoint loads
+
+    done = cli("train", "--resume", out, "--epochs", str(stopped_at + 2))
+    assert done.returncode == 0, done.stderr
+    assert run.status()["state"] == "finished"
+    assert [m["epoch"] for m in run.metrics()][-3:] == [stopped_at, stopped_at + 1, stopped_at + 2]
+
+
+def test_cli_train_evaluate_recommend(tmp_path):
+    log, catalog = small_data(tmp_path)
+    out = tmp_path / "run"
+    trained = cli("train", log, "--items", catalog, "--out", out, "--epochs", 2, "--maxlen", 20, "--hidden", 16)
+    assert trained.returncode == 0, trained.stderr
+    assert trained.stdout.strip().splitlines()[-1].startswith("finished")
+    evaluated = cli("evaluate", out, "--json")
+    report = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    for key in ("ndcg@10", "hr@10", "mrr", "sampled_ndcg@10", "sampled_hr@10", "pop_ndcg@10", "pop_hr@10",
+                "markov_ndcg@10", "markov_hr@10"):
+        assert 0 <= report[key] <= 1, key
+    first = Recommender.from_run(out).catalog.item_id.iloc[0]
+    recommended = json.loads(cli("recommend", out, "--history", first, "-k", 4, "--json").stdout)
+    assert len(recommended["items"]) == 4 and first not in [r["item_id"] for r in recommended["items"]]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["evaluate", "no/such/run"], "no such run directory"),
+    (["recommend", "no/such/run", "--history", "1"], "no such run directory"),
+    (["train", "missing.csv", "--out", "x"], "missing.csv"),
+    (["train", "--resume", "no/such/run"], "no such run directory"),
+])
+def test_cli_errors_are_one_line(args, says):
+    result = cli(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_rejects_bad_flags(tmp_path):
+    log, _ = small_data(tmp_path)
+    result = cli("train", log, "--out", tmp_path / "run", "--hidden", 10, "--heads", 3)
+    assert result.returncode == 2 and "divisible" in result.stderr and "Traceback" not in result.stderr
+    result = cli("train", log, "--out", tmp_path / "run", "--loss", "hinge")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
