@@ -45,43 +45,61 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: SASRecConfig):
         super().__init__()
         self.num_heads = config.num_heads
-        self.dropout = config.dropout
         self.query = nn.Linear(config.hidden, config.hidden)
         self.key_value = nn.Linear(config.hidden, 2 * config.hidden)
         self.out = nn.Linear(config.hidden, config.hidden)
 
-    def forward(self, x_query, x_key, allowed, need_weights=False):
-        """allowed: (B, 1, T, T) bool, True where a query may look at a key."""
+    def forward(self, x_query, x_key, mask, need_weights=False):
+        """mask: (B, 1, T, T), added to the attention scores: 0 where a query may look at a key, -inf elsewhere."""
         B, T, C = x_query.shape
         H = self.num_heads
         q = self.query(x_query).view(B, T, H, C // H).transpose(1, 2)  # (B, H, T, hs)
         k, v = self.key_value(x_key).split(C, dim=2)
         k = k.view(B, T, H, C // H).transpose(1, 2)
         v = v.view(B, T, H, C // H).transpose(1, 2)
-        dropout = self.dropout if self.training else 0.0
+        # No dropout on the attention weights: it would force the unfused kernel and, on a
+        # CPU, cost more than the rest of the step; the embedding and feed-forward dropout
+        # regularise well enough.
         if need_weights:
             # The explicit path exists only for the visualisations; training takes the fused kernel.
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(C // H)
-            weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)  # (B, H, T, T)
-            y = F.dropout(weights, dropout, self.training) @ v
+            weights = (scores + mask).softmax(dim=-1)  # (B, H, T, T)
+            y = weights @ v
         else:
             weights = None
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.out(y), weights
 
 
+class Dropout(nn.Module):
+    """nn.Dropout with a cheaper mask. On a CPU, drawing raw 32-bit integers is about four
+    times faster than torch's Bernoulli sampler, which made dropout the largest single
+    cost of a training step."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.empty(x.shape, dtype=torch.int32, device=x.device).random_() >= int(self.p * 2**31)
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+
 class FeedForward(nn.Module):
-    """The paper's point-wise two-layer network: the same MLP applied at every position."""
+    """The paper's point-wise two-layer network, the same MLP at every position, with
+    dropout after each layer as in the authors' code."""
 
     def __init__(self, config: SASRecConfig):
         super().__init__()
         self.fc1 = nn.Linear(config.hidden, config.hidden)
         self.fc2 = nn.Linear(config.hidden, config.hidden)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x):
-        return self.fc2(self.dropout(F.relu(self.fc1(x))))
+        return self.dropout(self.fc2(self.dropout(F.relu(self.fc1(x)))))
 
 
 class Block(nn.Module):
@@ -92,22 +110,20 @@ class Block(nn.Module):
         self.attention = CausalSelfAttention(config)
         self.ln_ffn = nn.LayerNorm(config.hidden)
         self.ffn = FeedForward(config)
-        self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, allowed, is_item, need_weights=False):
+    def forward(self, x, mask, need_weights=False):
         if self.norm == "paper":
             query = self.ln_attention(x)
-            attended, weights = self.attention(query, x, allowed, need_weights)
-            x = query + self.dropout(attended)
+            attended, weights = self.attention(query, x, mask, need_weights)
+            x = query + attended
             x = self.ln_ffn(x)
-            x = x + self.dropout(self.ffn(x))
+            x = x + self.ffn(x)
         else:
             h = self.ln_attention(x)
-            attended, weights = self.attention(h, h, allowed, need_weights)
-            x = x + self.dropout(attended)
-            x = x + self.dropout(self.ffn(self.ln_ffn(x)))
-        # Padding positions stay zero so that they never leak into real positions.
-        return x * is_item.unsqueeze(-1), weights
+            attended, weights = self.attention(h, h, mask, need_weights)
+            x = x + attended
+            x = x + self.ffn(self.ln_ffn(x))
+        return x, weights
 
 
 class SASRec(nn.Module):
@@ -116,7 +132,7 @@ class SASRec(nn.Module):
         self.config = config
         self.item_embedding = nn.Embedding(config.num_items + 1, config.hidden, padding_idx=0)
         self.position_embedding = nn.Embedding(config.maxlen + 1, config.hidden, padding_idx=0)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_blocks))
         self.ln_final = nn.LayerNorm(config.hidden)
         # Xavier for the tables: the default N(0, 1), scaled by sqrt(d), swamps the positions.
@@ -139,17 +155,18 @@ class SASRec(nn.Module):
         positions = countdown * is_item
 
         x = self.item_embedding(items) * math.sqrt(self.config.hidden) + self.position_embedding(positions)
-        x = self.dropout(x) * is_item.unsqueeze(-1)
+        x = self.dropout(x)
 
-        # A real query sees the real keys up to itself. A padding query sees only itself,
-        # which keeps its softmax finite; its output is zeroed in every block anyway.
-        causal = torch.ones(T, T, dtype=torch.bool, device=items.device).tril()
-        itself = torch.eye(T, dtype=torch.bool, device=items.device)
-        allowed = ((causal & is_item.unsqueeze(1)) | itself).unsqueeze(1)  # (B, 1, T, T)
+        # A real query sees the real keys up to itself, so nothing computed at a padding
+        # position ever reaches a real one. A padding query sees only itself, which keeps
+        # its softmax finite. Built in one pass: this (B, 1, T, T) mask is a visible cost.
+        future = torch.full((T, T), float("-inf"), device=items.device).triu(1)
+        mask = future.expand(B, 1, T, T).masked_fill(~is_item[:, None, None, :], float("-inf"))
+        mask.diagonal(dim1=-2, dim2=-1).fill_(0.0)  # (B, 1, T, T)
 
         layer_weights = []
         for block in self.blocks:
-            x, weights = block(x, allowed, is_item, need_weights)
+            x, weights = block(x, mask, need_weights)
             layer_weights.append(weights)
         hidden = self.ln_final(x)
 

@@ -95,8 +95,8 @@ def sequence_loss(model, inputs, targets, loss: str, num_negatives: int = 256):
     hidden, targets = hidden[is_target], targets[is_target]  # (M, d), (M,)
     table = model.item_embedding.weight  # (N+1, d)
     num_items = table.shape[0] - 1
-    if loss == "ce":
-        return F.cross_entropy(model.score_items(hidden)[:, 1:], targets - 1)
+    if loss == "ce":  # over items 1..N; slicing the table, not the logits, keeps the backward small
+        return F.cross_entropy(hidden @ table[1:].T, targets - 1)
     if loss == "bce":
         negatives = negatives_excluding(targets, num_items)
         positive_logits = (hidden * table[targets]).sum(-1)
@@ -109,6 +109,18 @@ def sequence_loss(model, inputs, targets, loss: str, num_negatives: int = 256):
     negative_logits = (hidden @ table[negatives].T).masked_fill(negatives[None] == targets[:, None], float("-inf"))
     logits = torch.cat([positive_logits, negative_logits], dim=1)
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, rng) -> list[np.ndarray]:
+    """Batches of windows of similar length, in random order.
+
+    Each batch is cut to its longest window, so grouping by length keeps the padding, and
+    the attention cost that grows with the square of the width, small. Windows of equal
+    length are shuffled among themselves, and the order of the batches is random.
+    """
+    order = np.lexsort((rng.random(len(lengths)), lengths))
+    batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def negatives_excluding(positives, num_items: int):
@@ -226,11 +238,11 @@ def train(dataset, model_config: SASRecConfig, config: TrainConfig, run_dir, dat
             epoch = state["epoch"] + 1
             model.train()
             epoch_started = last_report = time.time()
-            order = rng.permutation(len(inputs))
+            batches = length_batches(lengths, config.batch_size, rng)
             epoch_loss = torch.zeros((), device=device)
             interval_loss, interval_steps = torch.zeros((), device=device), 0
             for step in range(1, steps_per_epoch + 1):
-                rows = order[(step - 1) * config.batch_size: step * config.batch_size]
+                rows = batches[step - 1]
                 width = int(lengths[rows].max())  # trim the all-padding columns on the left
                 rows = torch.as_tensor(rows, device=device)
                 with autocast:

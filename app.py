@@ -1,0 +1,19 @@
+"""SASRec Explorer: `streamlit run app.py`. The router; each page is a file in pages/."""
+
+import streamlit as st
+
+from sasrec import ui
+
+st.set_page_config(page_title="SASRec Explorer", page_icon=":material/auto_awesome:", layout="wide")
+
+page = st.navigation([
+    st.Page("pages/welcome.py", title="Welcome", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/table_view:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/playground.py", title="Playground", icon=":material/playlist_play:"),
+    st.Page("pages/attention.py", title="Attention", icon=":material/grid_on:"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/leaderboard:"),
+])
+ui.sync_query_params()
+ui.sidebar()
+page.run()
