@@ -212,6 +212,7 @@ def train(dataset, model_config: SASRecConfig, config: TrainConfig, run_dir, dat
     lengths = (inputs != 0).sum(1).cpu().numpy()
     steps_per_epoch = math.ceil(len(inputs) / config.batch_size)
     positions_per_epoch = int((targets != 0).sum())
+    mean_positions = positions_per_epoch / steps_per_epoch
     if positions_per_epoch == 0:
         raise rundir.RunError("no training positions: every sequence is shorter than 3 items")
 
@@ -240,23 +241,27 @@ def train(dataset, model_config: SASRecConfig, config: TrainConfig, run_dir, dat
             epoch_started = last_report = time.time()
             batches = length_batches(lengths, config.batch_size, rng)
             epoch_loss = torch.zeros((), device=device)
-            interval_loss, interval_steps = torch.zeros((), device=device), 0
+            interval_loss, interval_positions = torch.zeros((), device=device), 0
             for step in range(1, steps_per_epoch + 1):
                 rows = batches[step - 1]
                 width = int(lengths[rows].max())  # trim the all-padding columns on the left
+                positions = int(lengths[rows].sum())
                 rows = torch.as_tensor(rows, device=device)
                 with autocast:
                     loss = sequence_loss(model, inputs[rows, -width:], targets[rows, -width:],
                                          config.loss, config.num_negatives)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # A batch of short windows holds fewer positions than one of long windows:
+                # weighting by its share makes every position count the same, as it does
+                # with random batches.
+                (loss * (positions / mean_positions)).backward()
                 optimizer.step()
-                epoch_loss += loss.detach()
-                interval_loss += loss.detach()
-                interval_steps += 1
+                epoch_loss += loss.detach() * positions
+                interval_loss += loss.detach() * positions
+                interval_positions += positions
                 now = time.time()
                 if now - last_report > 0.5 or step == steps_per_epoch:
-                    mean_loss = float(interval_loss) / interval_steps  # the only host sync in the loop
+                    mean_loss = float(interval_loss) / interval_positions  # the only host sync in the loop
                     if not math.isfinite(mean_loss):
                         outcome = rundir.FAILED
                         message = (f"the loss became {mean_loss} at epoch {epoch}, step {step}: "
@@ -271,7 +276,7 @@ def train(dataset, model_config: SASRecConfig, config: TrainConfig, run_dir, dat
                              eta_seconds=seconds_per_step * (config.epochs * steps_per_epoch - global_step),
                              examples_per_second=positions_per_epoch * step / steps_per_epoch / (now - epoch_started))
                     interval_loss.zero_()
-                    interval_steps, last_report = 0, now
+                    interval_positions, last_report = 0, now
                 if stop:
                     break
             if outcome == rundir.FAILED:
@@ -281,7 +286,7 @@ def train(dataset, model_config: SASRecConfig, config: TrainConfig, run_dir, dat
                 break
 
             epoch_seconds = time.time() - epoch_started
-            metrics = {"epoch": epoch, "loss": float(epoch_loss) / steps_per_epoch,
+            metrics = {"epoch": epoch, "loss": float(epoch_loss) / positions_per_epoch,
                        "epoch_seconds": epoch_seconds,
                        "examples_per_second": positions_per_epoch / epoch_seconds}
             state["epoch"] = epoch
