@@ -12,9 +12,7 @@ import functools
 import gzip
 import io
 import json
-import os
 import re
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -27,6 +25,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
+
+from .files import atomic_write
 
 # Column names recognised for each role, matched case-insensitively.
 USER_NAMES = ("user_id", "userId", "user", "uid", "customer_id", "visitor_id", "session_id")
@@ -630,9 +630,9 @@ class Dataset:
         catalog = self.catalog.reset_index(drop=True)
         meta = {"source": self.source, "preprocessing": self.preprocessing.to_dict(), "stats": self.stats(),
                 "report": self.report}
-        _atomic_write(folder / "interactions.parquet", lambda tmp: pq.write_table(_to_arrow(interactions), tmp))
-        _atomic_write(folder / "items.parquet", lambda tmp: pq.write_table(_to_arrow(catalog), tmp))
-        _atomic_write(folder / "meta.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, default=str)))
+        atomic_write(folder / "interactions.parquet", lambda tmp: pq.write_table(_to_arrow(interactions), tmp))
+        atomic_write(folder / "items.parquet", lambda tmp: pq.write_table(_to_arrow(catalog), tmp))
+        atomic_write(folder / "meta.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, default=str)))
 
 
 def _to_arrow(frame: pd.DataFrame) -> pa.Table:
@@ -641,18 +641,6 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     except (pa.ArrowTypeError, pa.ArrowInvalid):  # an extra catalog column mixing types: keep it as text
         mixed = frame.select_dtypes(include="object").columns
         return pa.Table.from_pandas(frame.astype({c: "string" for c in mixed}), preserve_index=False)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """write(temp_path) next to path, then rename over it, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _where(rows: np.ndarray, first_line: int | None) -> list[str]:

@@ -18,7 +18,6 @@ never sees half a file.
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,25 +25,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .data import Columns, Preprocessing, load_dataset
+from .files import atomic_write
 
 RUNNING, FINISHED, STOPPED, FAILED = "running", "finished", "stopped", "failed"
 
 
 class RunError(Exception):
     """A run directory that is missing, incomplete or not usable as asked."""
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(temp_path), then move the temporary file over path."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj) -> None:
