@@ -1,4 +1,87 @@
+"""Attention: where each layer and head looks, for one history and across many users."""
+
 import streamlit as st
 
+from sasrec import analysis, ui
+
 st.title("Attention")
-st.info("This page is being built.")
+run = ui.choose_run("att_run")
+recommender = ui.load_recommender(run)
+
+dataset = ui.dataset_or_none(run)
+with st.container(horizontal=True, vertical_alignment="bottom"):
+    source = st.segmented_control("Input", ["Playground history", "Dataset user"], default="Playground history",
+                                  key="att_source", required=True, disabled=dataset is None)
+    if source == "Dataset user":
+        with st.popover(f"User {st.session_state.get('att_user') or '…'}", icon=":material/person_search:",
+                        key="att_user_popover", on_change="rerun"):
+            ui.user_search(dataset, "att_user_search", on_pick=ui.pick_attention_user)
+items = ui.history() if source == "Playground history" else ui.attention_user_history(dataset)
+if not items:
+    st.info("Nothing to look at yet: build a history on the Playground, or pick a dataset user.",
+            icon=":material/playlist_add:")
+    st.page_link("pages/playground.py", label="Open the Playground", icon=":material/playlist_play:")
+    st.stop()
+
+longest = min(len(items), recommender.maxlen, 100)
+with st.container(horizontal=True, vertical_alignment="bottom"):
+    shown = longest
+    if longest > 1:
+        shown = st.slider("Last items shown (the model runs on these)", 1, longest, min(longest, 30), width=360,
+                          key=f"att_shown_{longest}")
+    try:
+        result = recommender.recommend(items[-shown:], k=1)
+    except ui.USER_ERRORS as err:
+        ui.error(err)
+        st.stop()
+    focus = ui.attention_focus_picker(result.history)
+
+top = result.items.iloc[0]
+st.markdown(f"Predicted next: **{top['title']}** ({top['probability']:.0%}). Rows attend to columns; a causal model "
+            "only looks back. Click a cell or a bar to highlight its item everywhere.")
+table = analysis.attention_table(result.history, result.attention)
+
+looks, overview = st.columns([1.25, 1], gap="large")
+with looks:
+    st.subheader("What the prediction looks at")
+    st.caption("The last position's attention in each layer (heads averaged), and the rollout: how much of each "
+               "item reaches the prediction through all layers and the residual connections.")
+    st.altair_chart(ui.focus_bars(analysis.prediction_focus(result.history, result.attention), result.history, focus),
+                    key="att_bars", on_select=lambda: ui.focus_from_selection("att_bars", "item", "position"))
+with overview:
+    st.subheader("Model view")
+    st.caption("Every layer and head at a glance.")
+    st.altair_chart(ui.model_view(table, focus), key="att_model_view")
+
+for layer in range(1, result.attention.shape[0] + 1):
+    st.subheader(f"Layer {layer}")
+    key = f"att_heatmap_{layer}"
+    st.altair_chart(ui.attention_heatmap(table[table["layer"] == layer], result.history, focus), key=key,
+                    on_select=lambda key=key: ui.focus_from_selection(key, "cell", "key"))
+
+with st.expander("Weights shown, as a table"):
+    st.dataframe(table, hide_index=True, key="att_weights", column_config={
+        "weight": st.column_config.NumberColumn(format="%.4f")})
+st.download_button("Download the weights (CSV)", table.to_csv(index=False), "attention_weights.csv", "text/csv",
+                   key="att_csv", icon=":material/download:", on_click="ignore")
+st.caption("Each chart's ⋯ menu saves it as PNG or SVG.")
+
+st.header("Across many users")
+if dataset is None:
+    st.caption("These averages need the data the run was trained on.")
+else:
+    by_distance, categories, num_users = ui.attention_aggregates(run, dataset)
+    st.caption(f"Averaged over the validation histories of {num_users} sampled users.")
+    distance_column, category_column = st.columns(2, gap="large")
+    with distance_column:
+        st.subheader("Recent or old items?")
+        st.caption("Mean attention by how far back the attended item is (the paper's Figure 4). Early positions "
+                   "see few items, so even an even spread decays; above the dashed line, the model prefers them.")
+        st.altair_chart(ui.distance_chart(by_distance), key="att_distance")
+    with category_column:
+        st.subheader("Which categories attend to which")
+        if categories is None:
+            st.caption("The catalog has no categories.")
+        else:
+            st.caption("Share of each category's attention that goes to each category (the paper's Figure 5).")
+            st.altair_chart(ui.category_heatmap(categories), key="att_categories")

@@ -1,11 +1,32 @@
-"""Looking inside a trained model: attention rollout and aggregates, embedding maps,
-and where SASRec wins by history length."""
+"""Looking inside a trained model: attention tables, rollout and aggregates, embedding
+maps, and where SASRec wins by history length."""
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .evaluate import history_bounds, left_padded, rank_metrics
+
+
+def attention_table(history: pd.DataFrame, attention: np.ndarray) -> pd.DataFrame:
+    """One history's attention in long form, one row per causal cell (the key is the query
+    or an earlier item): layer, head, query, key (1-based positions), their item ids and
+    titles, and the weight. Each (layer, head, query) group sums to 1.
+
+    history: Recommendation.history (position, item_id, title, ...); attention: (L, H, T, T).
+    """
+    num_layers, num_heads, T, _ = attention.shape
+    layer, head, query, key = np.meshgrid(np.arange(num_layers), np.arange(num_heads), np.arange(T), np.arange(T),
+                                          indexing="ij")
+    causal = key <= query
+    query, key = query[causal], key[causal]
+    ids, titles = history["item_id"].to_numpy(), history["title"].to_numpy()
+    return pd.DataFrame({
+        "layer": layer[causal] + 1, "head": head[causal] + 1,
+        "query": query + 1, "query_item_id": ids[query], "query_title": titles[query],
+        "key": key + 1, "key_item_id": ids[key], "key_title": titles[key],
+        "weight": attention[causal],
+    })
 
 
 def attention_rollout(attention: np.ndarray) -> np.ndarray:
@@ -23,6 +44,26 @@ def attention_rollout(attention: np.ndarray) -> np.ndarray:
         mixed /= mixed.sum(-1, keepdims=True)
         rollout = mixed @ rollout
     return rollout
+
+
+def prediction_focus(history: pd.DataFrame, attention: np.ndarray) -> pd.DataFrame:
+    """What the predicting (last) position looks at: for each history item, its attention
+    weight in each layer (heads averaged) and its rollout influence across all layers.
+
+    Long form: position, item_id, title, view ("Layer 1", ..., "Rollout"), weight. The
+    weights of each view sum to 1 over the history.
+    """
+    last = attention[:, :, -1, :].mean(1)  # (L, T)
+    views = [f"Layer {layer + 1}" for layer in range(len(last))] + ["Rollout"]
+    weights = np.vstack([last, attention_rollout(attention)[-1]])
+    T = attention.shape[-1]
+    return pd.DataFrame({
+        "position": np.tile(np.arange(1, T + 1), len(views)),
+        "item_id": np.tile(history["item_id"].to_numpy(), len(views)),
+        "title": np.tile(history["title"].to_numpy(), len(views)),
+        "view": np.repeat(views, T),
+        "weight": weights.ravel(),
+    })
 
 
 def sample_users(dataset, num: int, seed: int = 0) -> np.ndarray:
@@ -48,38 +89,49 @@ def _validation_attention(model, dataset, users, batch_size=64):
 
 
 def attention_by_distance(model, dataset, users) -> pd.DataFrame:
-    """Mean attention weight by distance from the attending position, per layer.
+    """Mean attention weight by distance from the attending position, per layer, over the
+    users' validation histories (heads averaged; every position attends, since each one
+    predicts its next item in training).
 
-    Distance 0 is an item attending to itself, 1 the item just before it, and so on:
-    the analysis of the SASRec paper's Figure 4. Columns: layer, distance, weight.
+    Distance 0 is an item attending to itself, 1 the item just before it, and so on: the
+    analysis of the SASRec paper's Figure 4. Columns: layer, distance, weight, pairs, and
+    uniform: the mean weight if every position spread its attention evenly over the items
+    it can see. Early positions see few items, so even uniform attention decays with
+    distance; the model prefers recent items only where weight exceeds uniform.
     """
     num_layers = model.config.num_blocks
     total = np.zeros((num_layers, model.config.maxlen))
+    uniform = np.zeros(model.config.maxlen)
     count = np.zeros(model.config.maxlen)
     for histories, attention in _validation_attention(model, dataset, users):
         weights = attention.mean(2)  # (b, L, T, T), heads averaged
         real = histories != 0
+        visible = np.maximum(np.cumsum(real, axis=1), 1)  # items each position can attend to
         T = histories.shape[1]
         for distance in range(T):
             query, key = np.arange(distance, T), np.arange(0, T - distance)
             valid = real[:, key]  # the key is real, so the later query is too
             total[:, distance] += (weights[:, :, query, key] * valid[:, None]).sum((0, 2))
+            uniform[distance] += (valid / visible[:, query]).sum()
             count[distance] += valid.sum()
     used = count > 0
-    mean = total[:, used] / count[used]
     return pd.DataFrame({
         "layer": np.repeat(np.arange(1, num_layers + 1), used.sum()),
         "distance": np.tile(np.flatnonzero(used), num_layers),
-        "weight": mean.ravel(),
+        "weight": (total[:, used] / count[used]).ravel(),
+        "pairs": np.tile(count[used], num_layers).astype(np.int64),
+        "uniform": np.tile(uniform[used] / count[used], num_layers),
     })
 
 
 def category_attention(model, dataset, users) -> pd.DataFrame:
-    """Mean attention from items of one category to items of another, heads and layers
-    averaged, each row normalised to sum to 1 (the paper's Figure 5).
+    """Mean attention from items of one category to earlier items of another, heads and
+    layers averaged, each row normalised to sum to 1 (the paper's Figure 5).
 
-    Returns a square DataFrame: index = category of the attending item, columns = category
-    of the attended item. Items without a category are left out.
+    An item's attention to itself is left out: it is always to its own category and, being
+    the largest single weight, would swamp the diagonal. Returns a square DataFrame: index =
+    category of the attending item, columns = category of the attended item, over the
+    categories that occur as both. Items without a category are left out.
     """
     categories = dataset.catalog["category"].astype("string")
     names = sorted(categories.dropna().unique())
@@ -90,16 +142,22 @@ def category_attention(model, dataset, users) -> pd.DataFrame:
         weights = attention.mean((1, 2))  # (b, T, T)
         query_code = code[histories][:, :, None].repeat(histories.shape[1], 2)
         key_code = code[histories][:, None, :].repeat(histories.shape[1], 1)
-        keep = (query_code >= 0) & (key_code >= 0) & (weights > 0)
+        earlier = np.tri(histories.shape[1], k=-1, dtype=bool)
+        keep = (query_code >= 0) & (key_code >= 0) & (weights > 0) & earlier
         np.add.at(matrix, (query_code[keep], key_code[keep]), weights[keep])
-    matrix /= np.maximum(matrix.sum(1, keepdims=True), 1e-12)
-    return pd.DataFrame(matrix, index=names, columns=names)
+    occurring = (matrix.sum(1) > 0) & (matrix.sum(0) > 0)
+    matrix = matrix[occurring][:, occurring]
+    names = [name for name, kept in zip(names, occurring) if kept]
+    return pd.DataFrame(matrix / matrix.sum(1, keepdims=True), index=names, columns=names)
 
 
-def embedding_map(model, dataset, method: str = "pca") -> pd.DataFrame:
+def embedding_map(model, catalog: pd.DataFrame, popularity: np.ndarray | None = None,
+                  method: str = "pca") -> pd.DataFrame:
     """A 2-D projection of the item embeddings: item_id, title, category, popularity, x, y.
 
-    method "umap" needs the optional umap-learn package; PCA needs nothing.
+    catalog: one row per internal item 1..N; popularity: interactions per item 1..N, if
+    known (NA otherwise). method "umap" needs the optional umap-learn package; PCA needs
+    nothing.
     """
     vectors = model.item_embedding.weight.detach()[1:].numpy()
     if method == "umap":
@@ -110,20 +168,22 @@ def embedding_map(model, dataset, method: str = "pca") -> pd.DataFrame:
         centred = vectors - vectors.mean(0)
         _, _, components = np.linalg.svd(centred, full_matrices=False)
         xy = centred @ components[:2].T
-    popularity = np.bincount(dataset.items, minlength=dataset.num_items + 1)[1:]
-    table = dataset.catalog[["item_id", "title", "category"]].reset_index(drop=True)
+    table = catalog[["item_id", "title", "category"]].reset_index(drop=True)
+    popularity = pd.array(popularity if popularity is not None else [pd.NA] * len(table), dtype="Int64")
     return table.assign(popularity=popularity, x=xy[:, 0], y=xy[:, 1])
 
 
 def breakdown_by_length(per_user: pd.DataFrame, models=("", "markov_", "pop_"), k: int = 10) -> pd.DataFrame:
     """NDCG@k and HR@k of each model for short, medium and long histories (terciles).
 
-    per_user: evaluate.Report.per_user. Returns one row per (group, model).
+    per_user: evaluate.Report.per_user. Returns one row per (group, model). Users with
+    equal lengths stay in one group, so heavy ties leave fewer (never empty) groups; if
+    everyone has the same length there is one group, "all".
     """
-    lengths = per_user["history_length"]
-    edges = np.unique(np.quantile(lengths, [0, 1 / 3, 2 / 3, 1]))
-    labels = ["short", "medium", "long"][: len(edges) - 1]
-    groups = pd.cut(lengths, edges, labels=labels, include_lowest=True)
+    lengths = per_user["history_length"].to_numpy()
+    low, high = np.quantile(lengths, [1 / 3, 2 / 3])
+    groups = np.where(lengths <= low, "short", np.where(lengths <= high, "medium", "long"))
+    labels = [label for label in ("short", "medium", "long") if (groups == label).any()]
     names = {"": "SASRec", "markov_": "Markov", "pop_": "Most popular"}
     rows = []
     for label in labels:
@@ -131,6 +191,6 @@ def breakdown_by_length(per_user: pd.DataFrame, models=("", "markov_", "pop_"), 
         span = f"{chosen.history_length.min()}–{chosen.history_length.max()} items"
         for prefix in models:
             metrics = rank_metrics(chosen[prefix + "rank"].to_numpy(), ks=(k,))
-            rows.append({"group": label, "history": span, "users": len(chosen), "model": names[prefix],
-                         f"ndcg@{k}": metrics[f"ndcg@{k}"], f"hr@{k}": metrics[f"hr@{k}"]})
+            rows.append({"group": label if len(labels) > 1 else "all", "history": span, "users": len(chosen),
+                         "model": names[prefix], f"ndcg@{k}": metrics[f"ndcg@{k}"], f"hr@{k}": metrics[f"hr@{k}"]})
     return pd.DataFrame(rows)

@@ -42,12 +42,15 @@ class Recommender:
     def maxlen(self) -> int:
         return self.model.config.maxlen
 
+    def unknown(self, item_ids) -> list[str]:
+        """Those of item_ids that are not in this model's catalog (a history kept from another run)."""
+        found = self.internal.reindex([str(i) for i in item_ids])
+        return list(found.index[found.isna()])
+
     def to_internal(self, item_ids) -> np.ndarray:
-        item_ids = [str(i) for i in item_ids]
-        found = self.internal.reindex(item_ids)
+        found = self.internal.reindex([str(i) for i in item_ids])
         if found.isna().any():
-            unknown = [i for i, ok in zip(item_ids, found.notna()) if not ok]
-            raise DataError(f"unknown item id(s) {', '.join(unknown[:5])}: not in this model's catalog")
+            raise DataError(f"unknown item id(s) {', '.join(self.unknown(item_ids)[:5])}: not in this model's catalog")
         return found.to_numpy(dtype=np.int64, copy=True)
 
     @torch.no_grad()

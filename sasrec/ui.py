@@ -158,3 +158,526 @@ USER_ERRORS = (DataError, rundir.RunError, FileNotFoundError)
 
 
 # Playground, Attention and Evaluate pages
+# (imported here rather than at the top so that this section stays self-contained)
+
+import importlib.util  # noqa: E402
+
+import altair as alt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import analysis  # noqa: E402
+from .cli import metrics_table  # noqa: E402
+from .evaluate import evaluate_run  # noqa: E402
+from .inference import rank_changes  # noqa: E402
+from .synthetic import example_history as synthetic_example_history  # noqa: E402
+
+ACCENT, HIGHLIGHT = "#5B4BDB", "#E4572E"
+MODEL_COLORS = {"SASRec": ACCENT, "Markov": "#F2A541", "Most popular": "#9AA0A6"}
+
+
+def choose_run(key: str) -> rundir.Run:
+    """The model picker at the top of a page: picking a run makes it the active one. With
+    no run at all the page ends here, pointing to the Train page."""
+    runs = workspace().runs()
+    if not runs:
+        st.info("No model yet: train one on the Train page first.", icon=":material/info:")
+        st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
+        st.stop()
+    names = [workspace().run_name(run) for run in runs]
+    states = {name: run.status().get("state", "unknown") for name, run in zip(names, runs)}
+    if active_run_name() not in names:
+        set_active_run(names[0])
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        name = st.selectbox("Model", names, index=names.index(active_run_name()), key=key, width=320,
+                            format_func=lambda n: f"{n} · {states[n]}",
+                            on_change=lambda: set_active_run(st.session_state[key]))
+        run = workspace().run(name)
+        st.caption(run_summary(run))
+    return run
+
+
+def run_summary(run: rundir.Run) -> str:
+    config, status = run.config(), run.status()
+    model, dataset = config.get("model", {}), config.get("dataset", {})
+    parts = [f"trained on **{(config.get('data') or {}).get('name', '?')}**"]
+    if dataset:
+        parts.append(f"{dataset.get('items', 0):,} items")
+    if model:
+        parts.append(f"{model['num_blocks']} layers × {model['num_heads']} heads, d = {model['hidden']}, "
+                     f"last {model['maxlen']} items")
+    if status.get("state") == rundir.RUNNING:
+        parts.append(f"training: epoch {len(run.metrics())} done, predictions use its latest checkpoint")
+    elif status.get("best_epoch"):
+        parts.append(f"best epoch {status['best_epoch']} of {status.get('epochs', '?')}")
+    return " · ".join(parts)
+
+
+def load_recommender(run: rundir.Run):
+    """The run's model; if there is none (no checkpoint yet, a broken run), a readable error
+    and the end of the page."""
+    try:
+        return recommender(run)
+    except USER_ERRORS as err:
+        error(err)
+        st.stop()
+
+
+def dataset_or_none(run: rundir.Run):
+    """The run's training data, or None with an error when it has moved or changed: the
+    features that need dataset users are then off, the rest works from the model's catalog."""
+    try:
+        return run_dataset(run)
+    except USER_ERRORS as err:
+        error(DataError(f"Dataset users are unavailable: {err}"))
+        return None
+
+
+def _versions(run: rundir.Run) -> tuple[float, float]:
+    """Modification times of the run's checkpoints: a cache key that changes with any new weights."""
+    return _mtime(run.path / "best.safetensors"), _mtime(run.path / "last.safetensors")
+
+
+def short(title: str, width: int = 24) -> str:
+    return title if len(title) <= width else title[: width - 1] + "…"
+
+
+# Dataset users
+
+def find_users(dataset, query: str, limit: int = 8) -> pd.DataFrame:
+    """Users whose id contains `query`, exact match first: user_id, items."""
+    query = query.strip().lower()
+    if not query:
+        return pd.DataFrame({"user_id": [], "items": []})
+    ids = pd.Series(dataset.user_ids).str.lower()
+    found = np.flatnonzero(ids.str.contains(query, regex=False).to_numpy())
+    found = found[np.argsort(ids.to_numpy()[found] != query, kind="stable")][:limit]
+    return pd.DataFrame({"user_id": dataset.user_ids[found], "items": np.diff(dataset.offsets)[found]})
+
+
+def random_user(dataset) -> str:
+    eligible = np.flatnonzero(np.diff(dataset.offsets) >= 3)
+    return str(dataset.user_ids[np.random.default_rng().choice(eligible)])
+
+
+def user_history(dataset, user_id: str) -> tuple[list[str], str]:
+    """A dataset user's items, oldest first, without the last one, which is held out as
+    the true next item (the test split's target)."""
+    items = [str(i) for i in dataset.item_ids[dataset.sequence(dataset.user_index(user_id))]]
+    return items[:-1], items[-1]
+
+
+def user_search(dataset, key: str, on_pick) -> None:
+    """A type-ahead search over the dataset's user ids; picking a user calls on_pick(user_id)."""
+    query = st.text_input("Find a dataset user", key=key, type="search", live=True,
+                          placeholder=f"user id, e.g. {dataset.user_ids[0]}")
+    found = find_users(dataset, query or "")
+    if query and found.empty:
+        st.caption(f"No user id contains “{query}”.")
+    with st.container(horizontal=True):
+        for row in found.itertuples():
+            st.button(f"{row.user_id} · {row.items} items", key=f"{key}_{row.user_id}", icon=":material/person:",
+                      type="tertiary", on_click=on_pick, args=(row.user_id,))
+
+
+# Playground: editing the history (button callbacks, so the page renders the new state)
+
+def playground_user() -> dict | None:
+    """The dataset user the history started from: {"id", "target"}, or None."""
+    return st.session_state.get("pg_user")
+
+
+def playground_focus() -> int | None:
+    """The history position (0-based) selected for moving or removing."""
+    return st.session_state.get("pg_focus")
+
+
+def start_history(items: list[str], user: str | None = None, target: str | None = None) -> None:
+    set_history(items)
+    st.session_state["pg_user"] = {"id": user, "target": target} if user else None
+    st.session_state["pg_focus"] = None
+
+
+def start_from_user(dataset, user_id: str) -> None:
+    items, target = user_history(dataset, user_id)
+    start_history(items, user_id, target)
+    st.session_state["pg_user_popover"] = False  # close the picker: the history is what matters now
+
+
+def example_history(recommender_) -> list[str] | None:
+    """The bundled sample's demo history (two films of a genre, then a series' first
+    episodes, so that the next episode should come first), if the model's catalog is the
+    sample's; None otherwise. The loader renamed the sample's genre column to category."""
+    catalog = recommender_.catalog
+    if not {"kind", "series", "position"} <= set(catalog.columns):
+        return None
+    return synthetic_example_history(catalog.rename(columns={"category": "genre"}))
+
+
+def add_item(item_id: str) -> None:
+    set_history(history() + [item_id])
+
+
+def move_item(position: int, step: int) -> None:
+    items = list(history())
+    target = position + step
+    if 0 <= position < len(items) and 0 <= target < len(items):
+        items[position], items[target] = items[target], items[position]
+        set_history(items)
+        st.session_state["pg_focus"] = target
+
+
+def remove_item(position: int) -> None:
+    set_history(history()[:position] + history()[position + 1:])
+    st.session_state["pg_focus"] = None
+
+
+def keep_last(n: int) -> None:
+    set_history(history()[-int(n):])
+    st.session_state["pg_focus"] = None
+
+
+def clear_history() -> None:
+    start_history([])
+
+
+def can_undo() -> bool:
+    return bool(st.session_state.get("history_undo"))
+
+
+def undo_history() -> None:
+    set_history(st.session_state["history_undo"].pop(), remember_undo=False)
+    st.session_state["pg_focus"] = None
+
+
+# Playground: predictions
+
+def titles(recommender_, item_ids) -> list[str]:
+    """The titles of item ids; an id the model's catalog lacks stands for itself."""
+    internal = recommender_.internal.reindex([str(i) for i in item_ids])
+    return [recommender_.catalog.at[i, "title"] if pd.notna(i) else str(item) for i, item in zip(internal, item_ids)]
+
+
+def drop_unknown(recommender_) -> None:
+    unknown = set(recommender_.unknown(history()))
+    set_history([item for item in history() if item not in unknown])
+
+
+def what_if(run: rundir.Run, settings: tuple, item_ids: list[str]) -> list[str] | None:
+    """The top-k item ids shown before the latest change (of the history, k, the settings or,
+    while training, the weights), to measure rank moves against; None until there is one."""
+    key = (str(run.path), _versions(run), tuple(history()), settings)
+    state = st.session_state.setdefault("pg_what_if", {"key": None, "shown": None, "before": None})
+    if state["key"] != key:
+        state.update(key=key, before=state["shown"], shown=list(item_ids))
+    return state["before"]
+
+
+def _move_label(change: str) -> str:
+    kind, _, steps = change.partition(" ")
+    return {"new": "new", "same": "=", "up": f"▲ {steps}", "down": f"▼ {steps}"}[kind]
+
+
+def prediction_table(items: pd.DataFrame, before: list[str] | None, target: str | None) -> pd.DataFrame:
+    """The top-k as shown: rank, change since the last edit (if any), title, category,
+    score, probability and, for a dataset user, whether it is the held-out next item."""
+    table = items[["rank", "title", "category", "score", "probability"]].copy()
+    if before is not None:
+        table.insert(1, "change", [_move_label(c) for c in rank_changes(before, list(items["item_id"]))])
+    if target is not None:
+        table["held-out next"] = (items["item_id"] == target).to_numpy()
+    return table
+
+
+def show_predictions(table: pd.DataFrame) -> None:
+    def colour(change):
+        return f"color: {'#1E8E3E' if change[0] in '▲n' else '#D93025' if change[0] == '▼' else '#80868B'}"
+
+    def mark_target(row):
+        return ["background-color: #FFF3C4" if row.get("held-out next") else ""] * len(row)
+
+    styled = table.style.apply(mark_target, axis=1)
+    if "change" in table:
+        styled = styled.map(colour, subset=["change"])
+    st.dataframe(styled, hide_index=True, key="pg_predictions", column_config={
+        "rank": st.column_config.NumberColumn("#", width=36),
+        "change": st.column_config.TextColumn("Move", width=56,
+                                              help="How the item's rank moved with the last edit"),
+        "title": st.column_config.TextColumn("Title", width=150),
+        "category": st.column_config.TextColumn("Category", width=84),
+        "score": st.column_config.NumberColumn("Score", format="%.2f", width=52, help="The model's logit"),
+        "probability": st.column_config.ProgressColumn("Probability", format="percent", min_value=0, max_value=1,
+                                                       help="Softmax over every candidate item"),
+        "held-out next": st.column_config.CheckboxColumn("Next?", width=56,
+                                                         help="The item this user actually watched next"),
+    })
+
+
+# Attention: one history
+
+def _labelled(table: pd.DataFrame, history: pd.DataFrame, *columns: str) -> tuple[pd.DataFrame, list[str]]:
+    """Axis labels "position. short title", unique even when an item repeats, for the
+    position columns given; and all labels in history order, for sorting the axes."""
+    labels = [f"{p}. {short(t)}" for p, t in zip(history["position"], history["title"])]
+    lookup = np.array(labels, dtype=object)
+    return table.assign(**{f"{c}_label": lookup[table[c].to_numpy() - 1] for c in columns}), labels
+
+
+def _weight_colour(legend=True) -> alt.Color:
+    # a square-root scale, so that the many small weights of a long history stay visible
+    return alt.Color("weight:Q", title="weight", legend=alt.Legend() if legend else None,
+                     scale=alt.Scale(scheme="purples", type="sqrt", domain=[0, 1]))
+
+
+def _focus_opacity(focus: int | None, *fields: str):
+    if focus is None:
+        return alt.value(1.0)
+    test = " || ".join(f"datum.{f} == {int(focus)}" for f in fields)
+    return alt.condition(test, alt.value(1.0), alt.value(0.25))
+
+
+def attention_heatmap(table: pd.DataFrame, history: pd.DataFrame, focus: int | None) -> alt.FacetChart:
+    """One layer's causal attention, one heatmap per head: rows attend to columns. Cells
+    are selectable (selection "cell", fields query and key)."""
+    data, labels = _labelled(table, history, "query", "key")
+    heads, T = table["head"].nunique(), len(history)
+    cell = int(np.clip((880 - 30 * heads) / (heads * T), 7, 26))
+    axis = dict(labelLimit=170, labelFontSize=11 if cell >= 12 else 9, labelOverlap=False)
+    chart = alt.Chart(data).mark_rect(stroke="white", strokeWidth=0.5).encode(
+        x=alt.X("key_label:O", sort=labels, title="attended item", axis=alt.Axis(labelAngle=-55, **axis)),
+        y=alt.Y("query_label:O", sort=labels, title="attending item", axis=alt.Axis(**axis)),
+        color=_weight_colour(),
+        opacity=_focus_opacity(focus, "query", "key"),
+        tooltip=[alt.Tooltip("query_title:N", title="attending"), alt.Tooltip("query:Q", title="at position"),
+                 alt.Tooltip("key_title:N", title="attends to"), alt.Tooltip("key:Q", title="at position "),
+                 alt.Tooltip("weight:Q", format=".3f"), alt.Tooltip("head:Q")],
+    ).properties(width=cell * T, height=cell * T).add_params(alt.selection_point(name="cell", fields=["query", "key"]))
+    return chart.facet(column=alt.Column("head:O", title=None, header=alt.Header(labelExpr="'Head ' + datum.value",
+                                                                                 labelFontSize=13)))
+
+
+def model_view(table: pd.DataFrame, focus: int | None) -> alt.FacetChart:
+    """Every layer and head at a glance, as small multiples (BertViz's model view)."""
+    size = 120
+    return alt.Chart(table).mark_rect().encode(
+        x=alt.X("key:O", axis=None), y=alt.Y("query:O", axis=None),
+        color=_weight_colour(legend=False),
+        opacity=_focus_opacity(focus, "query", "key"),
+        tooltip=[alt.Tooltip("query_title:N", title="attending"), alt.Tooltip("key_title:N", title="attends to"),
+                 alt.Tooltip("weight:Q", format=".3f"), "layer:Q", "head:Q"],
+    ).properties(width=size, height=size).facet(
+        row=alt.Row("layer:O", title=None, header=alt.Header(labelExpr="'Layer ' + datum.value", labelAngle=0,
+                                                             labelAlign="left")),
+        column=alt.Column("head:O", title=None, header=alt.Header(labelExpr="'Head ' + datum.value")),
+        spacing=8)
+
+
+def focus_bars(focus_table: pd.DataFrame, history: pd.DataFrame, focus: int | None) -> alt.FacetChart:
+    """The last position's attention per layer, and the rollout, over the history items.
+    Bars are selectable (selection "item", field position)."""
+    data, labels = _labelled(focus_table, history, "position")
+    views = list(dict.fromkeys(focus_table["view"]))
+    highlighted = "datum.position == {}".format(int(focus)) if focus is not None else "false"
+    return alt.Chart(data).mark_bar().encode(
+        y=alt.Y("position_label:O", sort=labels, title=None, axis=alt.Axis(labelLimit=190)),
+        x=alt.X("weight:Q", title=None, axis=alt.Axis(format=".0%", tickCount=3)),
+        color=alt.condition(highlighted, alt.value(HIGHLIGHT), alt.value(ACCENT)),
+        tooltip=[alt.Tooltip("title:N"), alt.Tooltip("position:Q"), alt.Tooltip("view:N"),
+                 alt.Tooltip("weight:Q", format=".1%")],
+    ).properties(width=150, height=max(120, 17 * len(history))).add_params(
+        alt.selection_point(name="item", fields=["position"])
+    ).facet(column=alt.Column("view:N", sort=views, title=None, header=alt.Header(labelFontSize=13))).resolve_scale(
+        x="independent")
+
+
+def pick_attention_user(user_id: str) -> None:
+    st.session_state["att_user"] = user_id
+    st.session_state["att_user_popover"] = False
+
+
+def attention_user_history(dataset) -> list[str]:
+    """The picked dataset user's history (without the held-out item), or [] before a pick."""
+    user_id = st.session_state.get("att_user")
+    if dataset is None or not user_id:
+        return []
+    return user_history(dataset, user_id)[0]
+
+
+def attention_focus_picker(history_: pd.DataFrame) -> int | None:
+    """The highlighted history position (1-based), which chart clicks also set."""
+    positions = list(history_["position"])
+    if st.session_state.get("att_focus") not in positions:
+        st.session_state.pop("att_focus", None)
+    titles_ = dict(zip(history_["position"], history_["title"]))
+    return st.selectbox("Highlight an item", positions, index=None, key="att_focus", width=300,
+                        placeholder="click a bar or a cell, or pick one",
+                        format_func=lambda p: f"{p}. {titles_[p]}")
+
+
+def focus_from_selection(chart_key: str, selection: str, field: str) -> None:
+    """on_select callback: a clicked cell or bar highlights its history item everywhere."""
+    points = st.session_state[chart_key]["selection"][selection]
+    st.session_state["att_focus"] = int(points[0][field]) if points else None
+
+
+# Attention: aggregates over validation users
+
+@st.cache_data(max_entries=8, show_spinner="Averaging attention over validation users…")
+def _attention_aggregates(run_dir: str, versions: tuple, num_users: int, _model, _dataset):
+    users = analysis.sample_users(_dataset, num_users)
+    by_distance = analysis.attention_by_distance(_model, _dataset, users)
+    has_categories = _dataset.catalog["category"].notna().any()
+    categories = analysis.category_attention(_model, _dataset, users) if has_categories else None
+    return by_distance, categories, len(users)
+
+
+def attention_aggregates(run: rundir.Run, dataset, num_users: int = 500):
+    """(attention by distance, category x category attention or None, users sampled), cached per weights."""
+    return _attention_aggregates(str(run.path), _versions(run), num_users, recommender(run).model, dataset)
+
+
+def distance_chart(by_distance: pd.DataFrame, max_distance: int = 40) -> alt.LayerChart:
+    near = by_distance[by_distance["distance"] <= max_distance]
+    layers = near.assign(series="Layer " + near["layer"].astype(str))
+    uniform = near[near["layer"] == 1].assign(series="Even spread", weight=lambda d: d["uniform"])
+    data = pd.concat([layers, uniform])
+    series = list(dict.fromkeys(data["series"]))
+    palette = ["#5B4BDB", "#E4572E", "#2E9E8F", "#F2A541", "#8E44AD", "#3D7DD8"]
+    colours = [palette[i % len(palette)] for i in range(len(series) - 1)] + ["#9AA0A6"]
+    return alt.Chart(data).mark_line(point=alt.OverlayMarkDef(size=18)).encode(
+        x=alt.X("distance:Q", title="items back from the attending position (0 = itself)"),
+        y=alt.Y("weight:Q", title="mean attention weight", scale=alt.Scale(type="sqrt")),
+        color=alt.Color("series:N", title=None, scale=alt.Scale(domain=series, range=colours)),
+        strokeDash=alt.condition("datum.series == 'Even spread'", alt.value([4, 4]), alt.value([1, 0])),
+        tooltip=["series:N", "distance:Q", alt.Tooltip("weight:Q", format=".4f"), alt.Tooltip("pairs:Q", format=",")],
+    ).properties(height=300)
+
+
+def category_heatmap(matrix: pd.DataFrame) -> alt.LayerChart:
+    data = matrix.rename_axis(index="attending", columns="attended").stack().rename("weight").reset_index()
+    base = alt.Chart(data).encode(
+        x=alt.X("attended:N", title="category attended to", axis=alt.Axis(labelAngle=-40)),
+        y=alt.Y("attending:N", title="category of the attending item"))
+    cells = base.mark_rect().encode(
+        color=alt.Color("weight:Q", title="share", scale=alt.Scale(scheme="purples", domain=[0, 1])),
+        tooltip=["attending:N", "attended:N", alt.Tooltip("weight:Q", format=".1%")])
+    text = base.mark_text(fontSize=10).encode(
+        text=alt.Text("weight:Q", format=".0%"),
+        color=alt.condition("datum.weight > 0.5", alt.value("white"), alt.value("#1F1D2B")))
+    size = max(240, 34 * len(matrix))
+    return (cells + text).properties(width=size, height=size)
+
+
+# Evaluate
+
+@st.cache_data(max_entries=8, show_spinner="Evaluating on the test split, with the baselines…")
+def _evaluation(run_dir: str, versions: tuple):
+    return evaluate_run(run_dir)
+
+
+def evaluation(run: rundir.Run):
+    """evaluate_run for the run's best weights, cached until they change (needs the run's data)."""
+    return _evaluation(str(run.path), _versions(run))
+
+
+def metrics_tables(metrics: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(full-ranking table, sampled table): one row per model, columns HR@K, NDCG@K, MRR."""
+    table = metrics_table(metrics)
+    sampled = table.index.str.endswith("(sampled)")
+    return table[~sampled], table[sampled].rename(index=lambda name: name.removesuffix(" (sampled)"))
+
+
+def metrics_chart(full: pd.DataFrame, sampled: pd.DataFrame) -> alt.FacetChart:
+    columns = list(full.columns)
+    protocols = {"Full ranking": full, "Sampled (the true item against 100 random ones)": sampled}
+    data = pd.concat([
+        table.rename_axis("model").reset_index().melt(id_vars="model", var_name="metric").assign(protocol=protocol)
+        for protocol, table in protocols.items()])
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("metric:N", sort=columns, title=None, axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("model:N", sort=list(MODEL_COLORS)),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("model:N", title=None, scale=alt.Scale(domain=list(MODEL_COLORS),
+                                                               range=list(MODEL_COLORS.values()))),
+        tooltip=["model:N", "metric:N", alt.Tooltip("value:Q", format=".4f")],
+    ).properties(width=820, height=200).facet(row=alt.Row("protocol:N", title=None, sort=list(protocols),
+                                                          header=alt.Header(labelAngle=0, labelAlign="left",
+                                                                            labelAnchor="start", labelOrient="top",
+                                                                            labelFontSize=13)))
+
+
+def breakdown_table(breakdown: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFrame:
+    """One row per history-length group, one column per model."""
+    table = breakdown.pivot(index=["group", "history", "users"], columns="model", values=metric)
+    order = list(dict.fromkeys(breakdown["group"]))
+    return table.reset_index().set_index("group").loc[order].reset_index()[
+        ["group", "history", "users"] + [m for m in MODEL_COLORS if m in table.columns]]
+
+
+def breakdown_chart(breakdown: pd.DataFrame, metric: str = "ndcg@10") -> alt.Chart:
+    data = breakdown.assign(label=breakdown["group"] + " (" + breakdown["history"] + ")")
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("label:N", sort=list(dict.fromkeys(data["label"])), title=None,
+                axis=alt.Axis(labelAngle=0, labelLimit=220)),
+        xOffset=alt.XOffset("model:N", sort=list(MODEL_COLORS)),
+        y=alt.Y(f"{metric}:Q", title=metric.upper()),
+        color=alt.Color("model:N", title=None, scale=alt.Scale(domain=list(MODEL_COLORS),
+                                                               range=list(MODEL_COLORS.values()))),
+        tooltip=["group:N", "history:N", "users:Q", "model:N", alt.Tooltip(f"{metric}:Q", format=".4f")],
+    ).properties(height=260)
+
+
+def umap_installed() -> bool:
+    return importlib.util.find_spec("umap") is not None
+
+
+@st.cache_data(max_entries=8, show_spinner="Projecting the item embeddings…")
+def _embedding_points(run_dir: str, versions: tuple, method: str, _model, _catalog, _popularity):
+    return analysis.embedding_map(_model, _catalog, _popularity, method)
+
+
+def embedding_points(run: rundir.Run, dataset, method: str) -> pd.DataFrame:
+    """The item embedding map of the run's model; popularity only when its data is available."""
+    popularity = np.bincount(dataset.items, minlength=dataset.num_items + 1)[1:] if dataset is not None else None
+    model = recommender(run)
+    return _embedding_points(str(run.path), _versions(run), method, model.model, model.catalog, popularity)
+
+
+def embedding_chart(points: pd.DataFrame, colour_by: str) -> alt.Chart:
+    colour = (alt.Color("category:N", title="category", scale=alt.Scale(scheme="tableau10"))
+              if colour_by == "category" else
+              alt.Color("popularity:Q", title="interactions", scale=alt.Scale(type="log", scheme="viridis")))
+    return alt.Chart(points).mark_circle(size=28, opacity=0.75).encode(
+        x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None), color=colour,
+        tooltip=["title:N", "category:N", alt.Tooltip("popularity:Q", format=","), "item_id:N"],
+    ).properties(height=460).interactive()
+
+
+def run_comparison(runs: list[rundir.Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(curves: run, epoch, metric, value; summary: one row per run) for the runs given."""
+    curves, rows = [], []
+    for run in runs:
+        name = workspace().run_name(run)
+        for epoch in run.metrics():
+            for metric in ("loss", "valid_ndcg@10"):
+                if metric in epoch:
+                    curves.append({"run": name, "epoch": epoch["epoch"], "metric": metric, "value": epoch[metric]})
+        config, status, test = run.config(), run.status(), run.test_metrics() or {}
+        model, train = config.get("model", {}), config.get("train", {})
+        rows.append({
+            "run": name, "state": status.get("state"), "epochs": len(run.metrics()),
+            "best valid NDCG@10": status.get("best_valid_ndcg@10"),
+            **{key.upper(): test.get(key) for key in ("ndcg@10", "hr@10", "mrr", "sampled_ndcg@10")},
+            "loss": train.get("loss"), "layers": model.get("num_blocks"), "heads": model.get("num_heads"),
+            "d": model.get("hidden"), "maxlen": model.get("maxlen"),
+            "minutes": (status.get("elapsed_seconds") or 0) / 60,
+        })
+    return pd.DataFrame(curves, columns=["run", "epoch", "metric", "value"]), pd.DataFrame(rows)
+
+
+def curves_chart(curves: pd.DataFrame) -> alt.FacetChart:
+    return alt.Chart(curves).mark_line(point=alt.OverlayMarkDef(size=20)).encode(
+        x=alt.X("epoch:Q"), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        color=alt.Color("run:N", title=None),
+        tooltip=["run:N", "epoch:Q", "metric:N", alt.Tooltip("value:Q", format=".4f")],
+    ).properties(width=400, height=240).facet(column=alt.Column("metric:N", title=None)).resolve_scale(y="independent")

@@ -1,0 +1,103 @@
+"""How long the Playground takes, on the server, from an edit of the history to new predictions.
+
+    python bench/playground_latency.py                       # 200-item history, 25,000-item catalog
+    python bench/playground_latency.py --items 100000 --threads 1
+
+Builds an untrained SASRec with the default architecture over a synthetic catalog in
+memory (no data files), then times what the page does after each edit: the top-k with
+the attention weights (Recommender.recommend), the rank moves since the previous edit and
+the table shown (ui.what_if's comparison and ui.prediction_table). Every timed edit
+appends one item to a 200-item history, so each run is a new input. Also times the
+type-ahead search over a catalog of --search-items items. Prints one JSON line with
+medians and 90th percentiles over --repeat edits, after --warmup untimed ones.
+"""
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+logging.getLogger("streamlit").setLevel(logging.ERROR)  # ui's caches warn outside a running app
+
+from sasrec import ui  # noqa: E402
+from sasrec.inference import Recommender  # noqa: E402
+from sasrec.model import SASRec, SASRecConfig  # noqa: E402
+
+WORDS = ("Harbor", "Iron", "Silent", "Golden", "Midnight", "Paper", "Velvet", "Northern", "Hollow", "Crimson",
+         "Glass", "Silver", "Winter", "Summer", "Broken", "Wild", "Quiet", "Distant", "Lucky", "Electric")
+CATEGORIES = ("Drama", "Comedy", "Horror", "Sci-Fi", "Romance", "Thriller", "Animation", "Documentary")
+
+
+def catalog(num_items: int, rng) -> pd.DataFrame:
+    words = np.array(WORDS)
+    titles = [f"{a} {b} {i}" for i, (a, b) in enumerate(zip(rng.choice(words, num_items), rng.choice(words, num_items)))]
+    return pd.DataFrame({"item_id": pd.array([f"i{i:06d}" for i in range(1, num_items + 1)], dtype="string"),
+                         "title": pd.array(titles, dtype="string"),
+                         "category": pd.array(rng.choice(np.array(CATEGORIES), num_items), dtype="string")},
+                        index=pd.RangeIndex(1, num_items + 1, name="item"))
+
+
+def percentiles(seconds: list[float]) -> dict:
+    ms = sorted(s * 1000 for s in seconds)
+    return {"median_ms": round(statistics.median(ms), 2), "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 2)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=25_000, help="catalog size")
+    parser.add_argument("--history", type=int, default=200, help="history length (the model's maxlen is 200)")
+    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--search-items", type=int, default=100_000, help="catalog size for the search timing")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+
+    recommender = Recommender(SASRec(SASRecConfig(num_items=args.items)), catalog(args.items, rng))
+    ids = recommender.catalog["item_id"].to_numpy()
+    history = list(rng.choice(ids, args.history))
+    shown, seconds = None, []
+    for edit in range(args.warmup + args.repeat):
+        history = history[1:] + [str(rng.choice(ids))]
+        started = time.perf_counter()
+        result = recommender.recommend(history, k=args.k)
+        table = ui.prediction_table(result.items, shown, target=history[0])
+        elapsed = time.perf_counter() - started
+        shown = list(result.items["item_id"])
+        if edit >= args.warmup:
+            seconds.append(elapsed)
+    assert "change" in table and len(table) == args.k
+
+    searched = Recommender(recommender.model, catalog(args.search_items, rng))
+    queries = ["h", "ho", "hol", "holl", "hollow", "hollow s", "i0123", "zzz"]
+    search_seconds = []
+    for query in queries * 3:
+        started = time.perf_counter()
+        searched.search(query, limit=9)
+        search_seconds.append(time.perf_counter() - started)
+
+    print(json.dumps({
+        "catalog_items": args.items, "history": args.history, "k": args.k,
+        "model": recommender.model.config.to_dict() | {"num_items": args.items},
+        "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__,
+        "edit_to_predictions": percentiles(seconds) | {"runs": args.repeat},
+        "search": percentiles(search_seconds) | {"catalog_items": args.search_items, "runs": len(search_seconds)},
+    }))
+
+
+if __name__ == "__main__":
+    main()

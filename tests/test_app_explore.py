@@ -1,0 +1,238 @@
+"""The Playground, Attention and Evaluate pages, run headless with Streamlit's AppTest on a
+tiny model trained once per session into a temporary workspace."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from sasrec import cli, rundir
+from sasrec.synthetic import generate
+
+from conftest import ROOT
+
+TIMEOUT = 120  # seconds per script run: the first one loads the model and the data
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """A workspace with one finished run, "tiny", trained on a small synthetic log."""
+    root = tmp_path_factory.mktemp("explore-workspace")
+    data = tmp_path_factory.mktemp("explore-data")
+    interactions, items = generate(seed=4, num_users=150, num_series=4, num_films=40, num_franchises=2)
+    interactions.to_csv(data / "log.csv", index=False)
+    items.to_csv(data / "items.csv", index=False)
+    cli.main(["train", str(data / "log.csv"), "--items", str(data / "items.csv"), "--out", str(root / "runs" / "tiny"),
+              "--name", "tiny", "--epochs", "3", "--maxlen", "20", "--hidden", "16", "--threads", "1"])
+    return root
+
+
+def make_app(workspace, monkeypatch, run="tiny", **query) -> AppTest:
+    monkeypatch.setenv("SASREC_WORKSPACE", str(workspace))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["run"] = run
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at
+
+
+def open_page(at: AppTest, name: str) -> AppTest:
+    at.switch_page(f"pages/{name}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def items_of(workspace) -> list[str]:
+    """The tiny model's catalog, as item ids."""
+    return [str(i) for i in pd.read_parquet(workspace / "runs" / "tiny" / "items.parquet")["item_id"]]
+
+
+def tables(at: AppTest, column: str) -> list[pd.DataFrame]:
+    """The tables shown that have `column`, in page order."""
+    return [d.value for d in at.dataframe if column in d.value.columns]
+
+
+def predictions(at: AppTest) -> pd.DataFrame:
+    return tables(at, "probability")[0]
+
+
+def chart_keys(at: AppTest) -> list:
+    return [chart.key for chart in at.main.get("vega_lite_chart")]
+
+
+# Playground
+
+def test_playground_starts_empty_and_predicts_after_an_item_is_added(workspace, monkeypatch):
+    at = open_page(make_app(workspace, monkeypatch), "playground")
+    assert not at.dataframe, "no predictions for an empty history"
+    at.text_input(key="pg_search").set_value("S1E1").run()
+    add = [b for b in at.button if b.key and b.key.startswith("pg_add_")]
+    assert add, "the search offers items to add"
+    add[0].click().run()
+    assert not at.exception
+    assert at.session_state["history"] == [add[0].key.removeprefix("pg_add_")]
+    table = predictions(at)
+    assert list(table.columns[:2]) == ["rank", "title"] and len(table) == 10
+    assert {"category", "score", "probability"} <= set(table.columns)
+    assert table["probability"].is_monotonic_decreasing and (table["probability"] > 0).all()
+
+
+def test_every_edit_updates_the_predictions(workspace, monkeypatch):
+    catalog = items_of(workspace)
+    at = open_page(make_app(workspace, monkeypatch, history=",".join(catalog[:4])), "playground")
+    first = predictions(at)
+    assert "change" not in first, "no rank moves before the first edit"
+
+    at.text_input(key="pg_search").set_value(catalog[10]).run()
+    at.button(key=f"pg_add_{catalog[10]}").click().run()
+    assert at.session_state["history"] == catalog[:4] + [catalog[10]]
+    added = predictions(at)
+    assert not added[["title", "probability"]].equals(first[["title", "probability"]])
+    assert set(added["change"]) <= {"new", "="} | {f"{arrow} {n}" for arrow in "▲▼" for n in range(1, 10)}
+
+    at.pills[0].set_value(0).run()  # select the oldest item, then move it one later
+    at.button(key="pg_later").click().run()
+    assert at.session_state["history"] == [catalog[1], catalog[0]] + catalog[2:4] + [catalog[10]]
+    assert at.pills[0].value == 1, "the selection follows the moved item"
+    moved = predictions(at)
+    assert not moved["probability"].equals(added["probability"])
+
+    at.button(key="pg_remove").click().run()
+    assert at.session_state["history"] == [catalog[1]] + catalog[2:4] + [catalog[10]]
+    at.button(key="pg_undo").click().run()
+    assert at.session_state["history"] == [catalog[1], catalog[0]] + catalog[2:4] + [catalog[10]]
+
+    at.number_input(key="pg_keep_n").set_value(2).run()
+    at.button(key="pg_keep").click().run()
+    assert at.session_state["history"] == [catalog[3], catalog[10]]
+    assert at.query_params["history"] == f"{catalog[3]},{catalog[10]}"
+
+    at.toggle(key="pg_exclude").set_value(False).run()
+    at.number_input(key="pg_k").set_value(5).run()
+    assert len(predictions(at)) == 5
+
+    at.button(key="pg_clear").click().run()
+    assert at.session_state["history"] == [] and not at.dataframe
+
+
+def test_a_dataset_user_marks_the_held_out_next_item(workspace, monkeypatch):
+    at = open_page(make_app(workspace, monkeypatch), "playground")
+    at.text_input(key="pg_user_search").set_value("u0007").run()
+    at.button(key="pg_user_search_u0007").click().run()
+    assert not at.exception
+    history = at.session_state["history"]
+    assert history and at.session_state["pg_user"]["id"] == "u0007"
+    target = at.session_state["pg_user"]["target"]
+    assert target not in history[-1:]
+    at.number_input(key="pg_k").set_value(100).run()
+    table = predictions(at)
+    assert "held-out next" in table and table["held-out next"].sum() <= 1
+    assert any("true next item" in c.value for c in at.caption)
+
+
+def test_the_example_history_continues_a_series(workspace, monkeypatch):
+    at = open_page(make_app(workspace, monkeypatch), "playground")
+    at.button(key="pg_example").click().run()
+    history = at.session_state["history"]
+    assert len(history) == 4 and history[2].startswith("s") and history[3].startswith("s")
+    assert len(predictions(at)) == 10
+
+
+def test_playground_explains_a_run_without_a_checkpoint(workspace, monkeypatch, tmp_path):
+    broken = tmp_path / "ws"
+    shutil.copytree(workspace, broken)
+    for checkpoint in (broken / "runs" / "tiny").glob("*.safetensors"):
+        checkpoint.unlink()
+    at = open_page(make_app(broken, monkeypatch), "playground")
+    assert any("no checkpoint yet" in e.value for e in at.error)
+
+
+def test_playground_works_from_the_catalog_when_the_data_has_moved(workspace, monkeypatch, tmp_path):
+    moved = tmp_path / "ws"
+    shutil.copytree(workspace, moved)
+    config_path = moved / "runs" / "tiny" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["data"]["path"] = "../gone/log.csv"
+    config_path.write_text(json.dumps(config))
+    catalog = items_of(workspace)
+    at = open_page(make_app(moved, monkeypatch, history=",".join(catalog[:3])), "playground")
+    assert any("no longer there" in e.value for e in at.error)
+    assert len(predictions(at)) == 10
+
+
+def test_playground_offers_to_drop_items_another_model_does_not_know(workspace, monkeypatch):
+    catalog = items_of(workspace)
+    at = open_page(make_app(workspace, monkeypatch, history=",".join(catalog[:2] + ["not-an-item"])), "playground")
+    assert any("not-an-item" in e.value for e in at.error)
+    at.button(key="pg_drop_unknown").click().run()
+    assert at.session_state["history"] == catalog[:2]
+    assert len(predictions(at)) == 10
+
+
+# Attention
+
+def test_attention_shows_each_layer_and_rows_sum_to_one(workspace, monkeypatch):
+    catalog = items_of(workspace)
+    at = open_page(make_app(workspace, monkeypatch, history=",".join(catalog[:6])), "attention")
+    layers = json.loads((workspace / "runs" / "tiny" / "config.json").read_text())["model"]["num_blocks"]
+    heatmaps = [f"att_heatmap_{i + 1}" for i in range(layers)]
+    assert [key for key in chart_keys(at) if key and key.startswith("att_heatmap")] == heatmaps
+    assert [h.value for h in at.subheader if h.value.startswith("Layer ")] == [f"Layer {i + 1}" for i in range(layers)]
+    assert len(chart_keys(at)) == layers + 4, "bars, model view, distance and category charts too"
+    weights = tables(at, "weight")[0]
+    assert set(weights["query"]) == set(range(1, 7)) and (weights["key"] <= weights["query"]).all()
+    sums = weights.groupby(["layer", "head", "query"])["weight"].sum()
+    np.testing.assert_allclose(sums, 1.0, rtol=1e-5)
+    assert {"query_title", "key_title"} <= set(weights.columns)
+
+
+def test_attention_highlight_and_shown_items(workspace, monkeypatch):
+    catalog = items_of(workspace)
+    at = open_page(make_app(workspace, monkeypatch, history=",".join(catalog[:8])), "attention")
+    at.selectbox(key="att_focus").set_value(3).run()
+    assert not at.exception and at.selectbox(key="att_focus").value == 3
+    at.slider(key="att_shown_8").set_value(4).run()
+    assert tables(at, "weight")[0]["query"].max() == 4
+    assert at.selectbox(key="att_focus").value == 3
+
+
+def test_attention_for_a_dataset_user(workspace, monkeypatch):
+    at = open_page(make_app(workspace, monkeypatch), "attention")
+    assert any("Nothing to look at" in i.value for i in at.info)
+    at.segmented_control(key="att_source").set_value("Dataset user").run()
+    at.text_input(key="att_user_search").set_value("u0003").run()
+    at.button(key="att_user_search_u0003").click().run()
+    assert not at.exception
+    assert len(tables(at, "weight")[0]) > 0
+
+
+# Evaluate
+
+def test_evaluate_compares_sasrec_with_the_baselines(workspace, monkeypatch):
+    at = open_page(make_app(workspace, monkeypatch), "evaluate")
+    full, sampled = tables(at, "NDCG@10")[:2]
+    assert list(full.index) == list(sampled.index) == ["SASRec", "Most popular", "Markov"]
+    assert {"HR@1", "HR@10", "NDCG@20", "MRR"} <= set(full.columns)
+    assert not full.equals(sampled)
+    breakdown = tables(at, "group")[0]
+    assert list(breakdown["group"]) == ["short", "medium", "long"]
+    assert {"SASRec", "Markov", "Most popular"} <= set(breakdown.columns)
+    summary = tables(at, "run")[0]
+    assert list(summary["run"]) == ["tiny"] and summary["epochs"].item() == 3
+    at.segmented_control(key="ev_colour").set_value("popularity").run()
+    assert not at.exception
+
+
+def test_evaluate_waits_for_a_running_run(workspace, monkeypatch, tmp_path):
+    running = tmp_path / "ws"
+    shutil.copytree(workspace, running)
+    rundir.write_status(running / "runs" / "tiny", rundir.RUNNING, "training")
+    at = open_page(make_app(running, monkeypatch), "evaluate")
+    assert any("still training" in i.value for i in at.info)
+    assert len(tables(at, "run")[0]) == 1
