@@ -1,4 +1,183 @@
+"""Train: start a training run in the background, watch it live, pick the active model."""
+
 import streamlit as st
 
+from sasrec import ui
+from sasrec.rundir import FAILED, FINISHED, RUNNING
+from sasrec.train import LOSSES
+from sasrec.workspace import INTERRUPTED, devices, run_state, train_settings
+
+ws = ui.workspace()
+dataset = ui.active_dataset()
+
+
+def forget_delete() -> None:
+    st.session_state.pop("deleting", None)
+
+
+# Open while session state names the run, so that the question survives reruns of the whole page.
+@st.dialog("Delete this run?", on_dismiss=forget_delete)
+def confirm_delete(run) -> None:
+    st.write(f"**{ws.run_name(run)}** and its checkpoints will be deleted. This cannot be undone.")
+    yes, no = st.columns(2)
+    if yes.button("Delete", type="primary", key="confirm_delete", icon=":material/delete:"):
+        ws.delete_run(run)
+        rest = [r for r in ws.runs() if r.path != run.path]
+        ui.set_active_run(ws.run_name(rest[0]) if rest else "")
+        forget_delete()
+        st.rerun()
+    if no.button("Cancel", key="cancel_delete"):
+        forget_delete()
+        st.rerun()
+
+
+def live_view(run) -> None:
+    """The run as its directory tells it; polled every second while it trains. The training
+    process is not ours: the page only reads its files, so a reload or a second tab sees the
+    same run."""
+    def phase():
+        return run_state(run), bool(run.progress())
+
+    first_phase = phase()
+
+    @st.fragment(run_every=1.0 if first_phase[0] == RUNNING else None)
+    def view():
+        if phase() != first_phase:  # started training, or ended: refresh the sidebar and the runs table too
+            st.rerun()
+        summary, progress, metrics = ws.run_summary(run), run.progress(), run.metrics()
+        state = summary["state"]
+        st.badge(state, color=ui.RUN_STATE_COLORS.get(state, "gray"))
+        if state == RUNNING and run.stop_requested():
+            st.caption("Stopping after the current step…")
+        elif state not in (FAILED, INTERRUPTED):
+            st.caption(summary["message"])
+
+        if not progress and state == RUNNING:
+            st.progress(0.0, text="Starting…")
+        elif progress:
+            total_steps = progress["epochs"] * progress["steps_per_epoch"]
+            done = 1.0 if state == FINISHED else min(progress["global_step"] / total_steps, 1.0)
+            eta = (f" · about {ui.duration(progress['eta_seconds'])} left"
+                   if state == RUNNING and progress["eta_seconds"] >= 1 else "")
+            st.progress(done, text=f"{done:.0%} · epoch {progress['epoch']} of {progress['epochs']}, step "
+                                   f"{progress['step']} of {progress['steps_per_epoch']}{eta}")
+            st.caption(f"{progress['examples_per_second']:,.0f} positions per second on {summary['device']}")
+            cells = st.columns(4)
+            cells[0].metric("Elapsed", ui.duration(summary["duration_seconds"]))
+            best = summary["best_valid_ndcg@10"]
+            cells[1].metric("Best valid NDCG@10", "–" if best is None else f"{best:.4f}")
+            if summary["test_ndcg@10"] is not None:
+                cells[2].metric("Test NDCG@10", f"{summary['test_ndcg@10']:.4f}")
+                cells[3].metric("Test HR@10", f"{summary['test_hr@10']:.4f}")
+
+        if state == RUNNING and not run.stop_requested():
+            st.button("Stop", key="stop_run", icon=":material/stop_circle:", on_click=ws.stop_run, args=(run,),
+                      help="Ends the run after the current step; the best checkpoint so far stays usable.")
+        if state == FAILED:
+            st.error(summary["message"], icon=":material/error:")
+        if state == INTERRUPTED:
+            st.warning("The training process ended without saying how: it was killed, or the machine restarted.",
+                       icon=":material/warning:")
+        if state in (FAILED, INTERRUPTED):
+            st.caption("The end of its log:")
+            st.code(run.log_tail() or "(the log is empty)", language=None)
+
+        if progress:
+            left, right = st.columns(2)
+            left.markdown("**Training loss**")
+            left.altair_chart(ui.loss_chart(progress))
+            right.markdown("**Validation**")
+            if metrics:
+                right.altair_chart(ui.validation_chart(metrics))
+            else:
+                right.caption("NDCG@10 and HR@10 on the validation split appear after the first epoch.")
+
+    view()
+
+
+def select_run(key: str, names: list[str]) -> None:
+    rows = st.session_state[key].selection.rows
+    if rows:  # a click on the selected row clears the selection; the active run stays
+        ui.set_active_run(names[rows[0]])
+
+
 st.title("Train")
-st.info("This page is being built.")
+form_column, live_column = st.columns([1, 2], gap="large")
+
+with form_column:
+    st.subheader("New run")
+    st.markdown(f"Dataset: **{dataset.name}**")
+    st.page_link("pages/data.py", label="Choose another on the Data page", icon=":material/table_view:")
+    preset = st.segmented_control("Preset", list(ui.PRESET_LABELS), format_func=ui.PRESET_LABELS.get,
+                                  key="train_preset", default="sasrec+", required=True, on_change=ui.apply_preset,
+                                  persist_state="session")
+    for flag, value in train_settings(preset).items():
+        st.session_state.setdefault(f"train_{flag}", value)
+    choices = devices()
+    with st.form("train_form"):
+        loss = st.selectbox("Loss", LOSSES, format_func=ui.LOSS_LABELS.get, key="train_loss", persist_state="session")
+        left, right = st.columns(2)
+        epochs = left.number_input("Epochs", 1, 10_000, key="train_epochs", persist_state="session")
+        patience = right.number_input("Patience", 1, 1_000, key="train_patience", persist_state="session",
+                                      help="Stop early after this many epochs without a better validation NDCG@10.")
+        maxlen = left.number_input("Max length", 2, 5_000, key="train_maxlen", persist_state="session",
+                                   help="The longest history the model looks at.")
+        hidden = right.number_input("Hidden size", 4, 2_048, key="train_hidden", persist_state="session")
+        blocks = left.number_input("Blocks", 1, 24, key="train_blocks", persist_state="session")
+        heads = right.number_input("Heads", 1, 64, key="train_heads", persist_state="session",
+                                   help="Must divide the hidden size.")
+        dropout = left.number_input("Dropout", 0.0, 0.9, step=0.05, key="train_dropout", persist_state="session")
+        lr = right.number_input("Learning rate", 1e-6, 1.0, step=1e-4, format="%.4f", key="train_lr",
+                                persist_state="session")
+        batch_size = left.number_input("Batch size", 1, 65_536, key="train_batch_size", persist_state="session")
+        device = right.selectbox("Device", list(choices), format_func=choices.get, key="train_device",
+                                 persist_state="session")
+        suggested = ws.new_run_name(dataset.name)
+        name = st.text_input("Run name", placeholder=suggested, key="train_run_name", max_chars=60,
+                             help="Leave empty for the dataset's name and the time.")
+        start = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
+                                      key="start_training")
+    if start:
+        flags = {"preset": preset, "loss": loss, "epochs": epochs, "patience": patience, "maxlen": maxlen,
+                 "hidden": hidden, "blocks": blocks, "heads": heads, "dropout": dropout, "lr": lr,
+                 "batch_size": batch_size, "device": device}
+        try:
+            run = ws.start_run(dataset, name.strip() or suggested, flags)
+        except ui.USER_ERRORS as err:
+            ui.error(err)
+        else:
+            ui.set_active_run(run.name)
+            st.rerun()
+
+with live_column:
+    active_name = ui.active_run_name()
+    run = ws.run(active_name) if active_name else None
+    if run is None or not run.path.is_dir():
+        st.subheader("No model yet")
+        st.info("Start a run on the left. It trains in the background: you can switch pages, reload or close "
+                "the tab, and come back to watch it.", icon=":material/model_training:")
+    else:
+        title, delete = st.columns([4, 1], vertical_alignment="bottom")
+        title.subheader(ws.run_name(run))
+        delete.button("Delete…", key="delete_run", icon=":material/delete:", disabled=ws.is_builtin(run),
+                      on_click=st.session_state.update, kwargs={"deleting": run.name},
+                      help="The bundled demo model cannot be deleted." if ws.is_builtin(run) else None)
+        if st.session_state.get("deleting") == run.name:
+            confirm_delete(run)
+        live_view(run)
+
+st.subheader("Runs")
+runs = ws.runs()
+if not runs:
+    st.caption("No runs yet.")
+else:
+    summaries = [ws.run_summary(r) for r in runs]
+    names = [s["name"] for s in summaries]
+    # The key follows the runs and the active one, so the highlighted row is always the active run
+    # (a remembered selection would point at whatever run moved into its row).
+    key = f"runs_table_{hash((*names, active_name))}"
+    st.dataframe(ui.runs_table(summaries), hide_index=True, column_config=ui.RUNS_COLUMNS, key=key, placeholder="–",
+                 on_select=lambda: select_run(key, names), selection_mode="single-row",
+                 selection_default={"selection": {"rows": [names.index(active_name)]}} if active_name in names
+                 else None)
+    st.caption("Select a run to make it the active model: the Playground, Attention and Evaluate pages use it.")

@@ -155,6 +155,174 @@ USER_ERRORS = (DataError, rundir.RunError, FileNotFoundError)
 
 
 # Data and Train pages
+# (imported here rather than at the top so that this section stays self-contained)
+
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import altair as alt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .data import Columns, Dataset, Preprocessing, RawLog, build_dataset, read_catalog, read_log  # noqa: E402
+from .workspace import (INTERRUPTED, activity, length_histogram, popularity_curve, sample_sequences,  # noqa: E402
+                        top_share, train_settings)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the Data page makes a dataset: a log and an optional catalog (with modification times,
+    so that a changed file is read again), the column roles and the preprocessing. The key of
+    the caches below."""
+    path: str
+    mtime: float
+    catalog: str | None
+    catalog_mtime: float
+    roles: Columns
+    preprocessing: Preprocessing
+
+
+def recipe(path, catalog, roles: Columns, preprocessing: Preprocessing) -> Recipe:
+    return Recipe(str(path), _mtime(Path(path)), catalog and str(catalog), _mtime(Path(catalog)) if catalog else 0.0,
+                  roles, preprocessing)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the file…")
+def _raw_log(path: str, mtime: float) -> RawLog:
+    return read_log(path)
+
+
+def raw_log(path) -> RawLog:
+    """The log as read (DataError for a bad file)."""
+    return _raw_log(str(path), _mtime(Path(path)))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the catalog…")
+def _catalog(path: str, mtime: float):
+    return read_catalog(path)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Cleaning the log…")
+def dataset(made: Recipe) -> Dataset:
+    raw = _raw_log(made.path, made.mtime)
+    catalog = _catalog(made.catalog, made.catalog_mtime) if made.catalog else raw.catalog
+    return build_dataset(raw.events, made.roles, catalog, made.preprocessing, raw.source)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def profile(made: Recipe) -> dict:
+    """The small tables behind the Data page's charts."""
+    data = dataset(made)
+    return {"lengths": length_histogram(data), "popularity": popularity_curve(data), "top_share": top_share(data),
+            "activity": activity(data), "sequences": sample_sequences(data)}
+
+
+def remember_upload(widget_key: str, path_key: str) -> None:
+    """on_change of a file uploader: store the file in the workspace once, and remember its path
+    so that it is still there after a visit to another page (the uploader itself forgets)."""
+    uploaded = st.session_state[widget_key]
+    if uploaded is None:
+        st.session_state.pop(path_key, None)
+    else:
+        st.session_state[path_key] = str(workspace().store_upload(uploaded.name, uploaded.getvalue()))
+
+
+def report_table(report: list[dict]) -> pd.DataFrame:
+    """Dataset.report as one row per step: rows, users and items before → after."""
+    def change(before, after):
+        return f"{after:,}" if before in (None, after) else f"{before:,} → {after:,}"
+
+    rows = []
+    for previous, step in zip([None, *report], report):
+        notes = [step.get("note"), step.get("skipped_rows") and f"{step['skipped_rows']:,} malformed rows skipped",
+                 step.get("timestamps") and f"timestamps read as {step['timestamps']}",
+                 step.get("passes") and f"{step['passes']} passes"]
+        counts = {key.title(): change(previous and previous[key], step[key]) for key in ("rows", "users", "items")}
+        rows.append({"Step": step["step"], **counts, "Note": "; ".join(n for n in notes if n)})
+    return pd.DataFrame(rows)
+
+
+def length_chart(histogram: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(histogram).mark_rect(stroke="white", strokeWidth=0.5).encode(
+        alt.X("start:Q", scale=alt.Scale(nice=False), title="sequence length"),
+        alt.X2("end:Q"), alt.Y("users:Q", title="users"), alt.Y2(datum=0),
+        tooltip=[alt.Tooltip("start:Q", title="from"), alt.Tooltip("end:Q", title="below"), "users:Q"],
+    ).properties(height=260)
+
+
+def popularity_chart(curve: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(curve).mark_line().encode(
+        alt.X("rank:Q", scale=alt.Scale(type="log", nice=False), title="item rank by popularity (log scale)"),
+        alt.Y("interactions:Q", scale=alt.Scale(type="log"), title="interactions (log scale)"),
+        tooltip=["rank:Q", "interactions:Q", alt.Tooltip("share:Q", format=".1%", title="share up to this rank")],
+    ).properties(height=260)
+
+
+def activity_chart(per_period: pd.DataFrame, unit: str) -> alt.Chart:
+    return alt.Chart(per_period).mark_bar().encode(
+        alt.X("period:T", title=None), alt.Y("interactions:Q", title=f"interactions per {unit}"),
+        tooltip=[alt.Tooltip("period:T", title=f"{unit} from"), alt.Tooltip("interactions:Q", format=",")],
+    ).properties(height=220)
+
+
+PRESET_LABELS = {"sasrec+": "SASRec+ (cross-entropy)", "paper": "Paper (BCE)"}
+LOSS_LABELS = {"ce": "Cross-entropy over all items", "bce": "BCE, one negative (paper)",
+               "sampled-ce": "Sampled cross-entropy (huge catalogs)"}
+RUN_STATE_COLORS = STATE_COLORS | {INTERRUPTED: "gray"}
+
+
+def apply_preset() -> None:
+    """on_change of the preset: put its settings into the training form."""
+    for flag, value in train_settings(st.session_state["train_preset"]).items():
+        st.session_state[f"train_{flag}"] = value
+
+
+def when(epoch_seconds: float | None) -> str:
+    """'2026-11-27 14:05' in the server's time zone."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch_seconds)) if epoch_seconds else "at an unknown time"
+
+
+def duration(seconds: float | None) -> str:
+    """'45 s', '3 min 05 s', '2 h 07 min'."""
+    if seconds is None:
+        return "–"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def loss_chart(progress: dict) -> alt.Chart:
+    steps_per_epoch = max(progress.get("steps_per_epoch", 1), 1)
+    curve = pd.DataFrame(progress.get("loss_curve") or [], columns=["step", "loss"])
+    curve["epoch"] = curve["step"] / steps_per_epoch
+    return alt.Chart(curve).mark_line().encode(
+        alt.X("epoch:Q", title="epoch"), alt.Y("loss:Q", scale=alt.Scale(zero=False), title=None),
+        tooltip=[alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("loss:Q", format=".4f")],
+    ).properties(height=240)
+
+
+def validation_chart(metrics: list[dict]) -> alt.Chart:
+    rows = [{"epoch": m["epoch"], "metric": name, "value": m[key]} for m in metrics
+            for name, key in (("NDCG@10", "valid_ndcg@10"), ("HR@10", "valid_hr@10")) if key in m]
+    return alt.Chart(pd.DataFrame(rows, columns=["epoch", "metric", "value"])).mark_line(point=True).encode(
+        alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)), alt.Y("value:Q", title=None),
+        alt.Color("metric:N", legend=alt.Legend(orient="bottom-right", title=None)),
+        tooltip=["epoch:Q", "metric:N", alt.Tooltip("value:Q", format=".4f")],
+    ).properties(height=240)
+
+
+def runs_table(summaries: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "name": s["name"], "dataset": s["dataset"], "status": s["state"],
+        "best valid NDCG@10": s["best_valid_ndcg@10"], "test NDCG@10": s["test_ndcg@10"], "test HR@10": s["test_hr@10"],
+        "duration": duration(s["duration_seconds"]), "device": s["device"], "started": when(s["started"]),
+    } for s in summaries])
+
+
+RUNS_COLUMNS = {column: st.column_config.NumberColumn(format="%.4f")
+                for column in ("best valid NDCG@10", "test NDCG@10", "test HR@10")}
 
 
 # Playground, Attention and Evaluate pages
