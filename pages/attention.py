@@ -41,7 +41,7 @@ st.markdown(f"Predicted next: **{top['title']}** ({top['probability']:.0%}). Row
             "only looks back. Click a cell or a bar to highlight its item everywhere.")
 table = analysis.attention_table(result.history, result.attention)
 
-looks, overview = st.columns([1.25, 1], gap="large")
+looks, overview = st.columns([1.4, 1], gap="large")
 with looks:
     st.subheader("What the prediction looks at")
     st.caption("The last position's attention in each layer (heads averaged), and the rollout: how much of each "
@@ -54,17 +54,19 @@ with overview:
     st.altair_chart(ui.model_view(table, focus), key="att_model_view")
 
 for layer in range(1, result.attention.shape[0] + 1):
-    st.subheader(f"Layer {layer}")
     key = f"att_heatmap_{layer}"
-    st.altair_chart(ui.attention_heatmap(table[table["layer"] == layer], result.history, focus), key=key,
-                    on_select=lambda key=key: ui.focus_from_selection(key, "cell", "key"))
+    heatmap = ui.attention_heatmap(table[table["layer"] == layer], result.history, focus)
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.subheader(f"Layer {layer}")
+        ui.svg_download(heatmap, f"attention_layer_{layer}.svg", key=f"att_svg_{layer}")
+    st.altair_chart(heatmap, key=key, on_select=lambda key=key: ui.focus_from_selection(key, "cell", "key"))
 
 with st.expander("Weights shown, as a table"):
     st.dataframe(table, hide_index=True, key="att_weights", column_config={
         "weight": st.column_config.NumberColumn(format="%.4f")})
 st.download_button("Download the weights (CSV)", table.to_csv(index=False), "attention_weights.csv", "text/csv",
                    key="att_csv", icon=":material/download:", on_click="ignore")
-st.caption("Each chart's ⋯ menu saves it as PNG or SVG.")
+st.caption("Each chart's toolbar (on hover) saves it as PNG.")
 
 st.header("Across many users")
 if dataset is None:

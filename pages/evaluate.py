@@ -36,11 +36,11 @@ else:
         breakdown = analysis.breakdown_by_length(ui.evaluation(run).per_user)
         st.caption("Test users split into terciles by how many items they had watched before the held-out one, "
                    "and each model's NDCG@10 in each.")
-        chart_column, table_column = st.columns([1.3, 1], gap="large")
+        chart_column, table_column = st.columns(2, gap="large")
         chart_column.altair_chart(ui.breakdown_chart(breakdown), key="ev_breakdown_chart")
-        table = ui.breakdown_table(breakdown)
-        table_column.dataframe(table, hide_index=True, key="ev_breakdown", column_config={
-            model: st.column_config.NumberColumn(format="%.4f") for model in ui.MODEL_COLORS})
+        table_column.dataframe(ui.breakdown_table(breakdown), hide_index=True, key="ev_breakdown", column_config={
+            "group": st.column_config.TextColumn(width=64), "users": st.column_config.NumberColumn(width=56),
+            **{model: st.column_config.NumberColumn(format="%.4f", width=84) for model in ui.MODEL_COLORS}})
 
     st.header("Item embeddings")
     with st.container(horizontal=True, vertical_alignment="bottom"):

@@ -9,12 +9,12 @@ run = ui.choose_run("pg_run")
 recommender = ui.load_recommender(run)
 history = ui.history()
 
-edit_column, predictions_column = st.columns([0.95, 1.05], gap="large")
+edit_column, predictions_column = st.columns([0.85, 1.15], gap="large")
 
 with edit_column:
     st.subheader("History")
     with st.container(horizontal=True, vertical_alignment="center"):
-        st.caption("Start from")
+        st.caption("Start from", width="content")
         example = ui.example_history(recommender)
         if example:
             st.button("Example", key="pg_example", icon=":material/auto_awesome:", on_click=ui.start_history,
@@ -25,7 +25,6 @@ with edit_column:
                 st.button("Random user", key="pg_random_user", icon=":material/casino:",
                           on_click=lambda: ui.start_from_user(dataset, ui.random_user(dataset)))
                 ui.user_search(dataset, "pg_user_search", on_pick=lambda user_id: ui.start_from_user(dataset, user_id))
-        st.button("Empty", key="pg_empty", icon=":material/clear_all:", on_click=ui.clear_history)
 
     user = ui.playground_user()
     if user:

@@ -569,24 +569,25 @@ def show_predictions(table: pd.DataFrame) -> None:
         styled = styled.map(colour, subset=["change"])
     st.dataframe(styled, hide_index=True, key="pg_predictions", column_config={
         "rank": st.column_config.NumberColumn("#", width=36),
-        "change": st.column_config.TextColumn("Move", width=56,
+        "change": st.column_config.TextColumn("Move", width=50,
                                               help="How the item's rank moved with the last edit"),
         "title": st.column_config.TextColumn("Title", width=150),
-        "category": st.column_config.TextColumn("Category", width=84),
-        "score": st.column_config.NumberColumn("Score", format="%.2f", width=52, help="The model's logit"),
+        "category": st.column_config.TextColumn("Category", width=80),
+        "score": st.column_config.NumberColumn("Score", format="%.2f", width=48, help="The model's logit"),
         "probability": st.column_config.ProgressColumn("Probability", format="percent", min_value=0, max_value=1,
-                                                       help="Softmax over every candidate item"),
-        "held-out next": st.column_config.CheckboxColumn("Next?", width=56,
+                                                       width=100, help="Softmax over every candidate item"),
+        "held-out next": st.column_config.CheckboxColumn("Next?", width=50,
                                                          help="The item this user actually watched next"),
     })
 
 
 # Attention: one history
 
-def _labelled(table: pd.DataFrame, history: pd.DataFrame, *columns: str) -> tuple[pd.DataFrame, list[str]]:
+def _labelled(table: pd.DataFrame, shown: pd.DataFrame, *columns: str) -> tuple[pd.DataFrame, list[str]]:
     """Axis labels "position. short title", unique even when an item repeats, for the
-    position columns given; and all labels in history order, for sorting the axes."""
-    labels = [f"{p}. {short(t)}" for p, t in zip(history["position"], history["title"])]
+    position columns given; and all labels in history order, for sorting the axes.
+    shown: Recommendation.history, the items the model saw."""
+    labels = [f"{p}. {short(t)}" for p, t in zip(shown["position"], shown["title"])]
     lookup = np.array(labels, dtype=object)
     return table.assign(**{f"{c}_label": lookup[table[c].to_numpy() - 1] for c in columns}), labels
 
@@ -597,25 +598,26 @@ def _weight_colour(legend=True) -> alt.Color:
                      scale=alt.Scale(scheme="purples", type="sqrt", domain=[0, 1]))
 
 
-def _focus_opacity(focus: int | None, *fields: str):
-    if focus is None:
-        return alt.value(1.0)
-    test = " || ".join(f"datum.{f} == {int(focus)}" for f in fields)
-    return alt.condition(test, alt.value(1.0), alt.value(0.25))
+def _in_focus(focus: int | None, *fields: str) -> str:
+    """A Vega expression: whether a mark belongs to the highlighted history position."""
+    return " || ".join(f"datum.{f} == {int(focus)}" for f in fields) if focus is not None else "false"
 
 
-def attention_heatmap(table: pd.DataFrame, history: pd.DataFrame, focus: int | None) -> alt.FacetChart:
+def attention_heatmap(table: pd.DataFrame, shown: pd.DataFrame, focus: int | None) -> alt.FacetChart:
     """One layer's causal attention, one heatmap per head: rows attend to columns. Cells
     are selectable (selection "cell", fields query and key)."""
-    data, labels = _labelled(table, history, "query", "key")
-    heads, T = table["head"].nunique(), len(history)
-    cell = int(np.clip((880 - 30 * heads) / (heads * T), 7, 26))
-    axis = dict(labelLimit=170, labelFontSize=11 if cell >= 12 else 9, labelOverlap=False)
-    chart = alt.Chart(data).mark_rect(stroke="white", strokeWidth=0.5).encode(
+    data, labels = _labelled(table, shown, "query", "key")
+    heads, T = table["head"].nunique(), len(shown)
+    # square cells, as large as lets all heads fit side by side in the wide layout's ~1000 px
+    cell = int(np.clip((880 - 30 * heads) / (heads * T), 7, 34))
+    axis = {"labelLimit": 170, "labelFontSize": min(11, cell - 2), "labelOverlap": False, "labelFlush": False}
+    highlighted = _in_focus(focus, "query", "key")
+    chart = alt.Chart(data).mark_rect().encode(
         x=alt.X("key_label:O", sort=labels, title="attended item", axis=alt.Axis(labelAngle=-55, **axis)),
         y=alt.Y("query_label:O", sort=labels, title="attending item", axis=alt.Axis(**axis)),
         color=_weight_colour(),
-        opacity=_focus_opacity(focus, "query", "key"),
+        stroke=alt.condition(highlighted, alt.value(HIGHLIGHT), alt.value("white")),
+        strokeWidth=alt.condition(highlighted, alt.value(1.2), alt.value(0.5)),
         tooltip=[alt.Tooltip("query_title:N", title="attending"), alt.Tooltip("query:Q", title="at position"),
                  alt.Tooltip("key_title:N", title="attends to"), alt.Tooltip("key:Q", title="at position "),
                  alt.Tooltip("weight:Q", format=".3f"), alt.Tooltip("head:Q")],
@@ -630,7 +632,8 @@ def model_view(table: pd.DataFrame, focus: int | None) -> alt.FacetChart:
     return alt.Chart(table).mark_rect().encode(
         x=alt.X("key:O", axis=None), y=alt.Y("query:O", axis=None),
         color=_weight_colour(legend=False),
-        opacity=_focus_opacity(focus, "query", "key"),
+        opacity=alt.condition(_in_focus(focus, "query", "key"), alt.value(1.0),
+                              alt.value(1.0 if focus is None else 0.35)),
         tooltip=[alt.Tooltip("query_title:N", title="attending"), alt.Tooltip("key_title:N", title="attends to"),
                  alt.Tooltip("weight:Q", format=".3f"), "layer:Q", "head:Q"],
     ).properties(width=size, height=size).facet(
@@ -640,19 +643,18 @@ def model_view(table: pd.DataFrame, focus: int | None) -> alt.FacetChart:
         spacing=8)
 
 
-def focus_bars(focus_table: pd.DataFrame, history: pd.DataFrame, focus: int | None) -> alt.FacetChart:
+def focus_bars(focus_table: pd.DataFrame, shown: pd.DataFrame, focus: int | None) -> alt.FacetChart:
     """The last position's attention per layer, and the rollout, over the history items.
     Bars are selectable (selection "item", field position)."""
-    data, labels = _labelled(focus_table, history, "position")
+    data, labels = _labelled(focus_table, shown, "position")
     views = list(dict.fromkeys(focus_table["view"]))
-    highlighted = "datum.position == {}".format(int(focus)) if focus is not None else "false"
     return alt.Chart(data).mark_bar().encode(
-        y=alt.Y("position_label:O", sort=labels, title=None, axis=alt.Axis(labelLimit=190)),
+        y=alt.Y("position_label:O", sort=labels, title=None, axis=alt.Axis(labelLimit=190, labelOverlap=False)),
         x=alt.X("weight:Q", title=None, axis=alt.Axis(format=".0%", tickCount=3)),
-        color=alt.condition(highlighted, alt.value(HIGHLIGHT), alt.value(ACCENT)),
+        color=alt.condition(_in_focus(focus, "position"), alt.value(HIGHLIGHT), alt.value(ACCENT)),
         tooltip=[alt.Tooltip("title:N"), alt.Tooltip("position:Q"), alt.Tooltip("view:N"),
                  alt.Tooltip("weight:Q", format=".1%")],
-    ).properties(width=150, height=max(120, 17 * len(history))).add_params(
+    ).properties(width=120, height=max(120, 17 * len(shown))).add_params(
         alt.selection_point(name="item", fields=["position"])
     ).facet(column=alt.Column("view:N", sort=views, title=None, header=alt.Header(labelFontSize=13))).resolve_scale(
         x="independent")
@@ -671,15 +673,31 @@ def attention_user_history(dataset) -> list[str]:
     return user_history(dataset, user_id)[0]
 
 
-def attention_focus_picker(history_: pd.DataFrame) -> int | None:
+def attention_focus_picker(shown: pd.DataFrame) -> int | None:
     """The highlighted history position (1-based), which chart clicks also set."""
-    positions = list(history_["position"])
+    positions = list(shown["position"])
     if st.session_state.get("att_focus") not in positions:
         st.session_state.pop("att_focus", None)
-    titles_ = dict(zip(history_["position"], history_["title"]))
+    titles_ = dict(zip(shown["position"], shown["title"]))
     return st.selectbox("Highlight an item", positions, index=None, key="att_focus", width=300,
                         placeholder="click a bar or a cell, or pick one",
                         format_func=lambda p: f"{p}. {titles_[p]}")
+
+
+def svg_download(chart: alt.TopLevelMixin, file_name: str, key: str) -> None:
+    """A button that saves `chart` as SVG, drawn only when clicked (the chart toolbar offers
+    PNG). Needs the optional vl-convert-python package; without it there is no button."""
+    if importlib.util.find_spec("vl_convert") is None:
+        return
+
+    def render() -> str:
+        import vl_convert
+
+        with alt.data_transformers.enable("default", max_rows=None):  # inline the data, however long
+            return vl_convert.vegalite_to_svg(chart.to_json())
+
+    st.download_button("SVG", render, file_name, "image/svg+xml", key=key, icon=":material/download:",
+                       type="tertiary", on_click="ignore")
 
 
 def focus_from_selection(chart_key: str, selection: str, field: str) -> None:
@@ -724,7 +742,7 @@ def distance_chart(by_distance: pd.DataFrame, max_distance: int = 40) -> alt.Lay
 def category_heatmap(matrix: pd.DataFrame) -> alt.LayerChart:
     data = matrix.rename_axis(index="attending", columns="attended").stack().rename("weight").reset_index()
     base = alt.Chart(data).encode(
-        x=alt.X("attended:N", title="category attended to", axis=alt.Axis(labelAngle=-40)),
+        x=alt.X("attended:N", title="category attended to", axis=alt.Axis(labelAngle=-45, labelOverlap=False)),
         y=alt.Y("attending:N", title="category of the attending item"))
     cells = base.mark_rect().encode(
         color=alt.Color("weight:Q", title="share", scale=alt.Scale(scheme="purples", domain=[0, 1])),
@@ -786,7 +804,7 @@ def breakdown_chart(breakdown: pd.DataFrame, metric: str = "ndcg@10") -> alt.Cha
     data = breakdown.assign(label=breakdown["group"] + " (" + breakdown["history"] + ")")
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("label:N", sort=list(dict.fromkeys(data["label"])), title=None,
-                axis=alt.Axis(labelAngle=0, labelLimit=220)),
+                axis=alt.Axis(labelAngle=0, labelLimit=220, labelOverlap=False)),
         xOffset=alt.XOffset("model:N", sort=list(MODEL_COLORS)),
         y=alt.Y(f"{metric}:Q", title=metric.upper()),
         color=alt.Color("model:N", title=None, scale=alt.Scale(domain=list(MODEL_COLORS),
@@ -835,7 +853,8 @@ def run_comparison(runs: list[rundir.Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows.append({
             "run": name, "state": status.get("state"), "epochs": len(run.metrics()),
             "best valid NDCG@10": status.get("best_valid_ndcg@10"),
-            **{key.upper(): test.get(key) for key in ("ndcg@10", "hr@10", "mrr", "sampled_ndcg@10")},
+            **{label: test.get(key) for label, key in (("NDCG@10", "ndcg@10"), ("HR@10", "hr@10"), ("MRR", "mrr"),
+                                                       ("sampled NDCG@10", "sampled_ndcg@10"))},
             "loss": train.get("loss"), "layers": model.get("num_blocks"), "heads": model.get("num_heads"),
             "d": model.get("hidden"), "maxlen": model.get("maxlen"),
             "minutes": (status.get("elapsed_seconds") or 0) / 60,

@@ -1,5 +1,6 @@
 """Looking inside the model: attention tables, rollout, aggregates, embedding maps, breakdowns."""
 
+from itertools import pairwise
 from types import SimpleNamespace
 
 import numpy as np
@@ -204,7 +205,7 @@ def test_category_attention_of_previous_item_attention_counts_transitions(datase
     pairs = []
     for user in users:
         history = dataset.sequence(user)[:-2][-maxlen:]  # the validation history the model sees
-        pairs += [(category[a], category[b]) for b, a in zip(history[:-1], history[1:])]
+        pairs += [(category[later], category[earlier]) for earlier, later in pairwise(history)]
     expected = pd.crosstab(*zip(*pairs), normalize="index")
     expected = expected.loc[matrix.index, matrix.columns]
     np.testing.assert_allclose(matrix.to_numpy(), (expected.T / expected.sum(axis=1)).T.to_numpy(), atol=1e-12)

@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from sasrec import cli, rundir
+from sasrec import workspace as workspace_module
 from sasrec.synthetic import generate
 
 from conftest import ROOT
@@ -175,6 +176,14 @@ def test_playground_offers_to_drop_items_another_model_does_not_know(workspace, 
     assert len(predictions(at)) == 10
 
 
+@pytest.mark.parametrize("name", ["playground", "attention", "evaluate"])
+def test_without_any_model_each_page_points_to_training(name, monkeypatch, tmp_path):
+    monkeypatch.setattr(workspace_module, "DEMO_RUN", tmp_path / "no-demo")
+    at = open_page(make_app(tmp_path / "empty", monkeypatch, run=""), name)
+    assert any("No model yet" in i.value for i in at.info)
+    assert not at.error
+
+
 # Attention
 
 def test_attention_shows_each_layer_and_rows_sum_to_one(workspace, monkeypatch):
@@ -229,10 +238,16 @@ def test_evaluate_compares_sasrec_with_the_baselines(workspace, monkeypatch):
     assert not at.exception
 
 
-def test_evaluate_waits_for_a_running_run(workspace, monkeypatch, tmp_path):
+def test_a_running_run_predicts_from_its_latest_weights_and_is_evaluated_once_it_ends(workspace, monkeypatch,
+                                                                                    tmp_path):
     running = tmp_path / "ws"
     shutil.copytree(workspace, running)
-    rundir.write_status(running / "runs" / "tiny", rundir.RUNNING, "training")
-    at = open_page(make_app(running, monkeypatch), "evaluate")
+    run_dir = running / "runs" / "tiny"
+    (run_dir / "best.safetensors").unlink()  # only the latest epoch's weights so far
+    rundir.write_status(run_dir, rundir.RUNNING, "training")
+    at = open_page(make_app(running, monkeypatch, history=",".join(items_of(workspace)[:3])), "playground")
+    assert len(predictions(at)) == 10
+    assert any("latest checkpoint" in c.value for c in at.caption)
+    open_page(at, "evaluate")
     assert any("still training" in i.value for i in at.info)
-    assert len(tables(at, "run")[0]) == 1
+    assert len(tables(at, "run")[0]) == 1, "its curves and settings can be compared already"

@@ -2,6 +2,7 @@
 follow every edit, then look at its attention maps. Uses the bundled demo model."""
 
 import json
+import re
 import time
 
 import pytest
@@ -103,3 +104,11 @@ def test_attention_page_shows_a_heatmap_for_each_layer(page, app_server):
         assert heatmap.bounding_box()["height"] > 100
     expect(page.get_by_text("Predicted next:")).to_be_visible()
     assert time.time() - started < 60
+
+    # clicking a bar of the first layer highlights that history item in every view
+    bars = page.locator(".st-key-att_bars").get_by_test_id("stVegaLiteChart")
+    bars.scroll_into_view_if_needed()
+    box = bars.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + 40)
+    expect(page.get_by_role("combobox", name="Highlight an item")).to_have_value(re.compile(r"^\d+\. \S"),
+                                                                               timeout=30_000)
