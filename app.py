@@ -1,8 +1,13 @@
 """SASRec Explorer: `streamlit run app.py`. The router; each page is a file in pages/."""
 
 import streamlit as st
+import torch
 
 from sasrec import ui
+
+# One thread per request: a single history scores in milliseconds anyway, and training,
+# in its own process, has the other cores (see Workspace.start_run).
+torch.set_num_threads(1)
 
 st.set_page_config(page_title="SASRec Explorer", page_icon=":material/auto_awesome:", layout="wide")
 

@@ -4,6 +4,8 @@ import streamlit as st
 
 from sasrec import analysis, ui
 
+ui.page_setup()
+
 st.title("Attention")
 run = ui.choose_run("att_run")
 recommender = ui.load_recommender(run)

@@ -8,6 +8,8 @@ from sasrec import ui
 from sasrec.data import FORMATS_HINT, Columns, Preprocessing
 from sasrec.workspace import AS_SAVED, SAMPLE_NAME, guess_roles
 
+ui.page_setup()
+
 ws = ui.workspace()
 # What the user set for one file: forgotten when another file is chosen.
 FILE_KEYS = ("role_user", "role_item", "role_timestamp", "role_rating", "dataset_name")

@@ -4,6 +4,8 @@ import streamlit as st
 
 from sasrec import analysis, rundir, ui
 
+ui.page_setup()
+
 st.title("Evaluate")
 run = ui.choose_run("ev_run")
 

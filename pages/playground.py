@@ -4,6 +4,8 @@ import streamlit as st
 
 from sasrec import rundir, ui
 
+ui.page_setup()
+
 st.title("Playground")
 run = ui.choose_run("pg_run")
 recommender = ui.load_recommender(run)

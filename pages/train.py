@@ -7,6 +7,8 @@ from sasrec.rundir import FAILED, FINISHED, RUNNING
 from sasrec.train import LOSSES
 from sasrec.workspace import INTERRUPTED, devices, run_state, train_settings
 
+ui.page_setup()
+
 ws = ui.workspace()
 dataset = ui.active_dataset()
 
@@ -46,7 +48,7 @@ def live_view(run) -> None:
             st.rerun()
         summary, progress, metrics = ws.run_summary(run), run.progress(), run.metrics()
         state = summary["state"]
-        st.badge(state, color=ui.RUN_STATE_COLORS.get(state, "gray"))
+        st.badge(state, color=ui.STATE_COLORS.get(state, "gray"))
         if state == RUNNING and run.stop_requested():
             st.caption("Stopping after the current step…")
         elif state not in (FAILED, INTERRUPTED):

@@ -2,6 +2,8 @@ import streamlit as st
 
 from sasrec import ui
 
+ui.page_setup()
+
 st.title("SASRec Explorer")
 st.markdown(
     "**SASRec** (Kang & McAuley, 2018) recommends the next item from the order of what a user did before. "

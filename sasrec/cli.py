@@ -18,7 +18,7 @@ from .data import Columns, DataError, Preprocessing
 from .evaluate import KS, evaluate_run
 from .inference import Recommender
 from .model import SASRecConfig
-from .train import LOSSES, PRESETS, TrainConfig, train
+from .train import LOSSES, MODEL_FLAGS, PRESETS, TrainConfig, configs_from_flags, train
 
 
 def add_data_arguments(parser, optional=False):
@@ -61,11 +61,6 @@ def cmd_stats(args):
         print(f"{key:<16} {value:,.4g}" if isinstance(value, float) else f"{key:<16} {value}")
 
 
-MODEL_FLAGS = {"maxlen": "maxlen", "hidden": "hidden", "blocks": "num_blocks", "heads": "num_heads",
-               "dropout": "dropout", "norm": "norm"}
-TRAIN_FLAGS = {f.name: f.name for f in fields(TrainConfig)}
-
-
 def cmd_train(args):
     if args.resume:
         run = rundir.Run(args.resume).require()
@@ -77,13 +72,9 @@ def cmd_train(args):
     else:
         if not args.data or not args.out:
             raise DataError("train needs DATA and --out RUN_DIR (or --resume RUN_DIR)")
-        preset = PRESETS[args.preset]
-        model_args = preset.model | {field: getattr(args, flag) for flag, field in MODEL_FLAGS.items()
-                                     if getattr(args, flag) is not None}
-        train_args = preset.train | {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items()
-                                     if getattr(args, flag, None) is not None}
-        model_config = SASRecConfig(num_items=0, **model_args)
-        train_config = TrainConfig(**train_args)
+        settings = MODEL_FLAGS.keys() | {f.name for f in fields(TrainConfig)}
+        model_config, train_config = configs_from_flags(
+            args.preset, **{name: value for name, value in vars(args).items() if name in settings})
         data, out = data_config(args), Path(args.out)
 
     dataset = rundir.load_data(data)

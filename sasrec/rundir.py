@@ -136,7 +136,10 @@ class Run:
 
 
 def write_status(run_dir: Path, state: str, message: str = "", **extra) -> None:
-    status = {"state": state, "message": message, "pid": os.getpid(), "updated": time.time(), **extra}
+    """Replace status.json; when and for which dataset the run started carry over."""
+    previous = read_json(Path(run_dir) / "status.json", {})
+    kept = {key: previous[key] for key in ("started", "dataset") if key in previous}
+    status = kept | {"state": state, "message": message, "pid": os.getpid(), "updated": time.time(), **extra}
     write_json(Path(run_dir) / "status.json", status)
 
 

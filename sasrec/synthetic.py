@@ -333,7 +333,9 @@ def next_episode_prefixes(items: pd.DataFrame, max_prefix: int = 3) -> list[tupl
 
 def example_history(items: pd.DataFrame) -> list[str]:
     """A demo history: two films of a genre, then the first two episodes of a series of that
-    genre, so the model should continue the series. Horror if the catalog allows."""
+    genre, so the model should continue the series. Horror if the catalog allows. Takes the
+    generated items table or a run's catalog, where the loader renamed genre to category."""
+    items = items.rename(columns={"category": "genre"})
     for genre in ["Horror"] + [g for g in GENRES if g != "Horror"]:
         films = items[(items["kind"] == "film") & (items["genre"] == genre)]
         episodes = items[(items["kind"] == "episode") & (items["genre"] == genre)]

@@ -10,7 +10,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,27 @@ PRESETS = {
         model=dict(hidden=50, num_blocks=2, num_heads=1, dropout=0.2, maxlen=200),
         train=dict(loss="bce", lr=1e-3, beta2=0.98, batch_size=128),
     ),
+    # The bundled demo model: the sample's patterns are learned in a few epochs, so it
+    # retrains in under a minute on two cores.
+    "demo": Preset(model=dict(maxlen=50), train=dict(epochs=10)),
 }
+
+
+# The CLI's names for the model settings; the training settings keep their field names.
+MODEL_FLAGS = {"maxlen": "maxlen", "hidden": "hidden", "blocks": "num_blocks", "heads": "num_heads",
+               "dropout": "dropout", "norm": "norm"}
+
+
+def configs_from_flags(preset: str = "sasrec+", **flags) -> tuple[SASRecConfig, TrainConfig]:
+    """The configs a training command builds: the defaults, the preset on top, then the
+    flags (by CLI name, e.g. heads=1, batch_size=256; None means not given)."""
+    given = {flag: value for flag, value in flags.items() if value is not None}
+    unknown = set(given) - set(MODEL_FLAGS) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
+    model = PRESETS[preset].model | {MODEL_FLAGS[f]: v for f, v in given.items() if f in MODEL_FLAGS}
+    train = PRESETS[preset].train | {f: v for f, v in given.items() if f not in MODEL_FLAGS}
+    return SASRecConfig(num_items=0, **model), TrainConfig(**train)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

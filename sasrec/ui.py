@@ -5,16 +5,26 @@ history. They live in st.session_state, and in the URL's query parameters so tha
 reload keeps them. Everything else is read back from the workspace on disk.
 """
 
+import importlib.util
+import runpy
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import altair as alt
+import numpy as np
+import pandas as pd
 import streamlit as st
 
-from . import rundir
-from .data import DataError
-from .inference import Recommender, load_run_dataset
-from .workspace import SAMPLE_NAME, Workspace
+from . import analysis, rundir, synthetic
+from .cli import metrics_table
+from .data import Columns, DataError, Dataset, Preprocessing, RawLog, build_dataset, read_catalog, read_log
+from .evaluate import evaluate_run
+from .inference import Recommender, load_run_dataset, rank_changes
+from .workspace import (DEMO_NAME, INTERRUPTED, REPO, SAMPLE_NAME, Workspace, activity, length_histogram,
+                        popularity_curve, run_state, sample_sequences, top_share, train_settings)
 
-STATE_COLORS = {"running": "blue", "finished": "green", "stopped": "orange", "failed": "red"}
+STATE_COLORS = {"running": "blue", "finished": "green", "stopped": "orange", "failed": "red", INTERRUPTED: "gray"}
 
 
 @st.cache_resource
@@ -95,6 +105,14 @@ def sync_query_params() -> None:
         st.query_params["history"] = ",".join(st.session_state["history"])
 
 
+def start_demo() -> None:
+    """Activate the sample data, the demo model and an example history in which the
+    planted patterns show: two horror films, then the first episodes of a horror series."""
+    set_active_dataset(SAMPLE_NAME)
+    set_active_run(DEMO_NAME)
+    set_history(example_history(recommender(workspace().run(DEMO_NAME))), remember_undo=False)
+
+
 # Cached loaders: keyed on paths and modification times, never on big objects
 
 def _mtime(path: Path) -> float:
@@ -130,6 +148,22 @@ def run_dataset(run: rundir.Run):
 
 # Layout
 
+def page_setup() -> None:
+    """Call first in every page file.
+
+    With a pages/ folder next to app.py, Streamlit's legacy mode runs a page file on its
+    own when a fresh server's first request is for that page's URL (and in AppTest, on
+    every run), skipping app.py: no layout, no sidebar, no shared state. Here the legacy
+    mode is switched off and the router runs instead, which runs this page again.
+    """
+    from streamlit.runtime.pages_manager import PagesManager  # no public switch for this
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        runpy.run_path(str(REPO / "app.py"), run_name="__main__")
+        st.stop()
+
+
 def sidebar() -> None:
     """The active dataset and model, on every page."""
     with st.sidebar:
@@ -140,7 +174,7 @@ def sidebar() -> None:
         if run is None:
             st.markdown("_none yet: train one on the Train page_")
         else:
-            state = run.status().get("state", "unknown")
+            state = run_state(run)
             name = workspace().run_name(run)
             st.markdown(f"**{name}** :{STATE_COLORS.get(state, 'gray')}-badge[{state}]")
 
@@ -155,18 +189,6 @@ USER_ERRORS = (DataError, rundir.RunError, FileNotFoundError)
 
 
 # Data and Train pages
-# (imported here rather than at the top so that this section stays self-contained)
-
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import altair as alt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .data import Columns, Dataset, Preprocessing, RawLog, build_dataset, read_catalog, read_log  # noqa: E402
-from .workspace import (INTERRUPTED, activity, length_histogram, popularity_curve, sample_sequences,  # noqa: E402
-                        top_share, train_settings)
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -264,10 +286,9 @@ def activity_chart(per_period: pd.DataFrame, unit: str) -> alt.Chart:
     ).properties(height=220)
 
 
-PRESET_LABELS = {"sasrec+": "SASRec+ (cross-entropy)", "paper": "Paper (BCE)"}
+PRESET_LABELS = {"sasrec+": "SASRec+ (cross-entropy)", "paper": "Paper (BCE)", "demo": "Demo (fast, sample data)"}
 LOSS_LABELS = {"ce": "Cross-entropy over all items", "bce": "BCE, one negative (paper)",
                "sampled-ce": "Sampled cross-entropy (huge catalogs)"}
-RUN_STATE_COLORS = STATE_COLORS | {INTERRUPTED: "gray"}
 
 
 def apply_preset() -> None:
@@ -326,19 +347,6 @@ RUNS_COLUMNS = {column: st.column_config.NumberColumn(format="%.4f")
 
 
 # Playground, Attention and Evaluate pages
-# (imported here rather than at the top so that this section stays self-contained)
-
-import importlib.util  # noqa: E402
-
-import altair as alt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from . import analysis  # noqa: E402
-from .cli import metrics_table  # noqa: E402
-from .evaluate import evaluate_run  # noqa: E402
-from .inference import rank_changes  # noqa: E402
-from .synthetic import example_history as synthetic_example_history  # noqa: E402
 
 ACCENT, HIGHLIGHT = "#5B4BDB", "#E4572E"
 MODEL_COLORS = {"SASRec": ACCENT, "Markov": "#F2A541", "Most popular": "#9AA0A6"}
@@ -353,7 +361,7 @@ def choose_run(key: str) -> rundir.Run:
         st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
         st.stop()
     names = [workspace().run_name(run) for run in runs]
-    states = {name: run.status().get("state", "unknown") for name, run in zip(names, runs)}
+    states = {name: run_state(run) for name, run in zip(names, runs)}
     if active_run_name() not in names:
         set_active_run(names[0])
     with st.container(horizontal=True, vertical_alignment="bottom"):
@@ -475,11 +483,11 @@ def start_from_user(dataset, user_id: str) -> None:
 def example_history(recommender_) -> list[str] | None:
     """The bundled sample's demo history (two films of a genre, then a series' first
     episodes, so that the next episode should come first), if the model's catalog is the
-    sample's; None otherwise. The loader renamed the sample's genre column to category."""
+    sample's; None otherwise."""
     catalog = recommender_.catalog
     if not {"kind", "series", "position"} <= set(catalog.columns):
         return None
-    return synthetic_example_history(catalog.rename(columns={"category": "genre"}))
+    return synthetic.example_history(catalog)
 
 
 def add_item(item_id: str) -> None:

@@ -28,11 +28,9 @@ import pandas as pd
 import torch
 
 from . import rundir
-from .cli import MODEL_FLAGS, TRAIN_FLAGS
 from .data import (ITEM_NAMES, RATING_NAMES, TIMESTAMP_NAMES, USER_NAMES, Columns, DataError, Preprocessing, RawLog,
                    _find_column)
-from .model import SASRecConfig
-from .train import PRESETS, TrainConfig, resolve_device
+from .train import MODEL_FLAGS, configs_from_flags, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = REPO / "sample_data"
@@ -239,9 +237,7 @@ FORM_TRAIN_FLAGS = ("loss", "epochs", "patience", "lr", "batch_size")
 def train_settings(preset: str) -> dict:
     """A preset's settings for the training form, by CLI flag name: the engine's defaults with
     the preset on top."""
-    chosen = PRESETS[preset]
-    model = asdict(SASRecConfig(num_items=0, **chosen.model))
-    train = asdict(TrainConfig(**chosen.train))
+    model, train = (asdict(config) for config in configs_from_flags(preset))
     return ({flag: model[MODEL_FLAGS[flag]] for flag in FORM_MODEL_FLAGS}
             | {flag: train[flag] for flag in FORM_TRAIN_FLAGS})
 
@@ -250,12 +246,9 @@ def check_train_flags(flags: dict) -> None:
     """Build the configs that the trainer will build, so that settings it would refuse (8 heads
     for a hidden size of 50, a missing GPU) are refused here, with the reason, and not in a
     background process that ends before it has written anything."""
-    preset = PRESETS[flags.get("preset", "sasrec+")]
-    model = preset.model | {MODEL_FLAGS[flag]: value for flag, value in flags.items() if flag in MODEL_FLAGS}
-    train = preset.train | {flag: value for flag, value in flags.items() if flag in TRAIN_FLAGS}
     try:
-        SASRecConfig(num_items=0, **model)
-        resolve_device(TrainConfig(**train).device)
+        _, train = configs_from_flags(**flags)
+        resolve_device(train.device)
     except ValueError as err:
         raise rundir.RunError(f"cannot train with these settings: {err}") from err
 

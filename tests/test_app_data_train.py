@@ -6,12 +6,11 @@ import sys
 import time
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
 from sasrec import rundir, ui
-from sasrec.data import Columns, Preprocessing, build_dataset
+from sasrec.data import Columns, build_dataset
 from sasrec.synthetic import generate
 from sasrec.workspace import Workspace
 

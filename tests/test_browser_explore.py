@@ -109,6 +109,7 @@ def test_attention_page_shows_a_heatmap_for_each_layer(page, app_server):
     bars = page.locator(".st-key-att_bars").get_by_test_id("stVegaLiteChart")
     bars.scroll_into_view_if_needed()
     box = bars.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + 40)
+    # the newest item's bar in the layer-1 panel: the lowest row, just right of the axis
+    page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.72)
     expect(page.get_by_role("combobox", name="Highlight an item")).to_have_value(re.compile(r"^\d+\. \S"),
                                                                                timeout=30_000)

@@ -102,3 +102,10 @@ def test_an_oracle_scorer_ranks_every_target_first(make_dataset):
 
     ranked = rank_targets(oracle, data.items, starts, ends, targets, negatives=sample_negatives(data, num=5))
     assert np.all(ranked["rank"] == 1) and np.all(ranked["sampled_rank"] == 1)
+
+
+def test_a_user_who_saw_the_whole_catalog_gets_padding_negatives(make_dataset):
+    data = make_dataset({"u": ["a", "b", "c", "d"], "v": ["a", "b", "c"]})
+    negatives = sample_negatives(data, num=5)
+    assert np.all(negatives[0] == 0)  # nothing left unseen: padding, which never outranks the target
+    assert set(negatives[1]) == set(data.to_internal(["d"]))
