@@ -1,7 +1,7 @@
 """How long the Playground takes, on the server, from an edit of the history to new predictions.
 
     python bench/playground_latency.py                       # 200-item history, 25,000-item catalog
-    python bench/playground_latency.py --items 100000 --threads 1
+    python bench/playground_latency.py --items 100000
 
 Builds an untrained SASRec with the default architecture over a synthetic catalog in
 memory (no data files), then times what the page does after each edit: the top-k with
@@ -10,8 +10,8 @@ the table shown (ui.what_if's comparison and ui.prediction_table). Every timed e
 appends one item to a 200-item history, so each run is a new input. Also times the
 type-ahead search over a catalog of --search-items items. Prints one JSON line with
 medians and 90th percentiles over --repeat edits, after --warmup untimed ones, and the
-machine's load average: on a busy machine torch's default of one thread per core waits
-for cores (--threads 1 then keeps the median well under 50 ms).
+machine's load average. Torch uses one thread, as in the app (app.py), unless --threads
+says otherwise.
 """
 
 import argparse
@@ -61,11 +61,10 @@ def main():
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the app uses 1)")
     parser.add_argument("--search-items", type=int, default=100_000, help="catalog size for the search timing")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
 

@@ -110,9 +110,8 @@ with form_column:
     st.subheader("New run")
     st.markdown(f"Dataset: **{dataset.name}**")
     st.page_link("pages/data.py", label="Choose another on the Data page", icon=":material/table_view:")
-    preset = st.segmented_control("Preset", list(ui.PRESET_LABELS), format_func=ui.PRESET_LABELS.get,
-                                  key="train_preset", default="sasrec+", required=True, on_change=ui.apply_preset,
-                                  persist_state="session")
+    preset = st.selectbox("Preset", list(ui.PRESET_LABELS), format_func=ui.PRESET_LABELS.get,
+                          key="train_preset", on_change=ui.apply_preset, persist_state="session")
     for flag, value in train_settings(preset).items():
         st.session_state.setdefault(f"train_{flag}", value)
     choices = devices()

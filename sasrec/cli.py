@@ -175,7 +175,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="dataset name to record (default: the file name)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
     p.add_argument("--preset", choices=sorted(PRESETS), default="sasrec+",
-                   help="sasrec+: full cross-entropy (default); paper: d=50, 2 blocks, 1 head, BCE")
+                   help="sasrec+: full cross-entropy (default); paper: d=50, 2 blocks, 1 head, BCE; "
+                        "demo: maxlen 50, 10 epochs (the bundled demo model)")
     p.add_argument("--loss", choices=LOSSES)
     p.add_argument("--num-negatives", type=int, dest="num_negatives", help="negatives per batch for sampled-ce")
     p.add_argument("--epochs", type=int)

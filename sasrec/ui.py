@@ -286,7 +286,7 @@ def activity_chart(per_period: pd.DataFrame, unit: str) -> alt.Chart:
     ).properties(height=220)
 
 
-PRESET_LABELS = {"sasrec+": "SASRec+ (cross-entropy)", "paper": "Paper (BCE)", "demo": "Demo (fast, sample data)"}
+PRESET_LABELS = {"sasrec+": "SASRec+ (cross-entropy)", "paper": "Paper (BCE)", "demo": "Demo (fast, for the sample data)"}
 LOSS_LABELS = {"ce": "Cross-entropy over all items", "bce": "BCE, one negative (paper)",
                "sampled-ce": "Sampled cross-entropy (huge catalogs)"}
 

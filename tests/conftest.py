@@ -1,4 +1,11 @@
+import contextlib
+import os
+import signal
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -7,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sasrec import rundir  # noqa: E402
 from sasrec.data import Columns, Preprocessing, build_dataset  # noqa: E402
 
 
@@ -25,13 +33,8 @@ def make_dataset():
 
 # The app in a real browser: a Streamlit server on a free port with its own workspace,
 # and Debian's Chromium driven by Playwright (browsers cannot be downloaded here).
-
-import os  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
+# running_app and chromium are plain context managers so that assets/screenshots.py
+# can use them too.
 
 CHROMIUM = "/usr/bin/chromium"
 TEST_OUTPUT = ROOT / "test-output"
@@ -44,10 +47,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
-    """Base URL of a running app whose workspace is a fresh temporary folder."""
-    workspace = tmp_path_factory.mktemp("workspace")
+@contextlib.contextmanager
+def running_app(workspace: Path):
+    """Start `streamlit run app.py` on `workspace`; yield its base URL once it is healthy."""
     port = free_port()
     log = open(workspace / "server.log", "wb")
     server = subprocess.Popen(
@@ -66,30 +68,45 @@ def app_server(tmp_path_factory):
             server.kill()
             raise RuntimeError(f"the app did not start: {(workspace / 'server.log').read_text()[-2000:]}")
         time.sleep(0.3)
-    yield url
-    server.terminate()
-    server.wait(timeout=20)
-    # Training runs live in their own sessions; end the ones this server started.
-    from sasrec import rundir
+    try:
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        # Training runs live in their own sessions; end the ones this server started.
+        for run_dir in (workspace / "runs").glob("*"):
+            run = rundir.Run(run_dir)
+            if run.status().get("state") == "running" and run.is_alive():
+                os.kill(int(run.status()["pid"]), signal.SIGTERM)
 
-    for run_dir in (workspace / "runs").glob("*"):
-        run = rundir.Run(run_dir)
-        if run.status().get("state") == "running" and run.is_alive():
-            os.kill(int(run.status()["pid"]), signal.SIGTERM)
 
-
-@pytest.fixture(scope="session")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+@contextlib.contextmanager
+def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """Base URL of a running app whose workspace is a fresh temporary folder."""
+    with running_app(tmp_path_factory.mktemp("workspace")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

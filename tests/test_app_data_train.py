@@ -144,7 +144,7 @@ def test_saved_datasets_are_listed_for_selection(workspace, tiny):
 def test_train_page_presets(workspace):
     at = open_page("pages/train.py")
     assert at.number_input(key="train_hidden").value == 64 and at.selectbox(key="train_loss").value == "ce"
-    at.segmented_control(key="train_preset").set_value("paper").run()
+    at.selectbox(key="train_preset").set_value("paper").run()
     assert at.number_input(key="train_hidden").value == 50 and at.selectbox(key="train_loss").value == "bce"
     assert at.number_input(key="train_heads").value == 1
 
