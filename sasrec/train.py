@@ -31,9 +31,12 @@ class TrainConfig:
     epochs: int = 200
     patience: int = 10  # validations without improvement before stopping
     eval_every: int = 1  # epochs between validations
-    lr: float = 1e-3
+    lr: float = 2e-3
     beta2: float = 0.98
-    batch_size: int = 128
+    # Windows, not positions, per batch. Small batches mean more updates per epoch: on
+    # ml-100k, 32 at lr 2e-3 reaches a better validation score in fewer seconds than the
+    # paper's 128 at 1e-3 (bench/train_eval.py).
+    batch_size: int = 32
     device: str = "auto"
     seed: int = 42
     threads: int = 0  # 0 = all cores
