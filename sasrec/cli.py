@@ -55,7 +55,8 @@ def cmd_stats(args):
         print(json.dumps(stats))
         return
     for step in dataset.report:
-        print(f"{step['step']:<28} {step['rows']:>10,} rows {step['users']:>8,} users {step['items']:>8,} items")
+        skipped = f"  ({step['skipped_rows']:,} malformed rows skipped)" if step.get("skipped_rows") else ""
+        print(f"{step['step']:<28} {step['rows']:>10,} rows {step['users']:>8,} users {step['items']:>8,} items{skipped}")
     print()
     for key, value in stats.items():
         print(f"{key:<16} {value:,.4g}" if isinstance(value, float) else f"{key:<16} {value}")

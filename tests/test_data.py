@@ -2,6 +2,8 @@
 
 import gzip
 import json
+import subprocess
+import sys
 import zipfile
 from collections import Counter
 
@@ -13,6 +15,8 @@ from hypothesis import strategies as st
 
 from sasrec.data import (Columns, DataError, Dataset, Preprocessing, build_dataset, detect_roles, leave_one_out,
                          load_dataset, read_catalog, read_log)
+
+from conftest import ROOT
 
 # Three users; "a" has its events out of time order in the file.
 LOG_ROWS = [("a", "i3", 4, 300), ("a", "i1", 5, 100), ("a", "i2", 2, 200), ("b", "i1", 3, 50),
@@ -567,6 +571,9 @@ def test_a_few_malformed_rows_are_skipped_many_are_refused(tmp_path):
     path = write(tmp_path / "few.csv", "\n".join(lines) + "\n")
     dataset = load_dataset(path)
     assert dataset.report[0]["skipped_rows"] == 1 and dataset.report[0]["rows"] == 300
+    stats = subprocess.run([sys.executable, "-m", "sasrec", "stats", str(path)], cwd=ROOT, capture_output=True,
+                           text=True, check=True)
+    assert "(1 malformed rows skipped)" in stats.stdout.splitlines()[0]
     bad = write(tmp_path / "many.csv", log_text() + "a,i1\nb,i2,3,4,5\n")
     data_error(lambda: load_dataset(bad), "many.csv", "2 of 11", "'a,i1'", "line 11")
 
