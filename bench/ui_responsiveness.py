@@ -1,0 +1,71 @@
+"""How quickly the app answers a click while a model trains on the same machine. Prints one JSON line.
+
+    python bench/ui_responsiveness.py            # 10 clicks idle, 10 while training
+
+Starts the app on an empty workspace in Debian's Chromium (/usr/bin/chromium, as the
+browser tests do), opens the Playground and times clicks on "Example" from the click to
+the end of the script rerun it causes. Then it starts a training run on the bundled
+sample the way the Train page does (its own process, one thread less than the machine
+has) and times the same clicks again.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import chromium, running_app, wait_for_app  # noqa: E402
+
+SETTLE = 0.3  # wait_for_app's pause for a rerun to start; not part of the app's answer
+
+
+def timed_clicks(tab, clicks: int) -> list[float]:
+    seconds = []
+    for _ in range(clicks):
+        started = time.perf_counter()
+        tab.get_by_role("button", name="Example").click()
+        wait_for_app(tab)
+        seconds.append(time.perf_counter() - started - SETTLE)
+    return seconds
+
+
+def summary(seconds: list[float]) -> dict:
+    return {"median_s": round(statistics.median(seconds), 3), "max_s": round(max(seconds), 3), "clicks": len(seconds)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clicks", type=int, default=10)
+    args = parser.parse_args()
+    threads = max(1, (os.cpu_count() or 2) - 1)  # as Workspace.start_run
+    with tempfile.TemporaryDirectory() as workspace, running_app(Path(workspace)) as url, chromium() as browser:
+        tab = browser.new_page(viewport={"width": 1440, "height": 1000})
+        tab.set_default_timeout(60_000)
+        tab.goto(f"{url}/playground")
+        wait_for_app(tab)
+        timed_clicks(tab, 2)  # warm the caches
+        idle = timed_clicks(tab, args.clicks)
+        training = subprocess.Popen(
+            [sys.executable, "-m", "sasrec", "train", "sample_data", "--out", f"{workspace}/runs/bench",
+             "--threads", str(threads), "--epochs", "100"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(10)  # past data loading, into the epochs
+            busy = timed_clicks(tab, args.clicks)
+        finally:
+            training.terminate()
+            training.wait()
+    print(json.dumps({"cpus": os.cpu_count(), "training_threads": threads,
+                      "idle": summary(idle), "while_training": summary(busy)}))
+
+
+if __name__ == "__main__":
+    main()
