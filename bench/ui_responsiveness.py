@@ -5,15 +5,13 @@
 Starts the app on an empty workspace in Debian's Chromium (/usr/bin/chromium, as the
 browser tests do), opens the Playground and times clicks on "Example" from the click to
 the end of the script rerun it causes. Then it starts a training run on the bundled
-sample the way the Train page does (its own process, one thread less than the machine
-has) and times the same clicks again.
+sample with Workspace.start_run, as the Train page does, and times the same clicks again.
 """
 
 import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import chromium, running_app, wait_for_app  # noqa: E402
+from sasrec.workspace import SAMPLE_NAME, Workspace  # noqa: E402
 
 SETTLE = 0.3  # wait_for_app's pause for a rerun to start; not part of the app's answer
 
@@ -45,7 +44,6 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clicks", type=int, default=10)
     args = parser.parse_args()
-    threads = max(1, (os.cpu_count() or 2) - 1)  # as Workspace.start_run
     with tempfile.TemporaryDirectory() as workspace, running_app(Path(workspace)) as url, chromium() as browser:
         tab = browser.new_page(viewport={"width": 1440, "height": 1000})
         tab.set_default_timeout(60_000)
@@ -53,17 +51,12 @@ def main():
         wait_for_app(tab)
         timed_clicks(tab, 2)  # warm the caches
         idle = timed_clicks(tab, args.clicks)
-        training = subprocess.Popen(
-            [sys.executable, "-m", "sasrec", "train", "sample_data", "--out", f"{workspace}/runs/bench",
-             "--threads", str(threads), "--epochs", "100"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            time.sleep(10)  # past data loading, into the epochs
-            busy = timed_clicks(tab, args.clicks)
-        finally:
-            training.terminate()
-            training.wait()
-    print(json.dumps({"cpus": os.cpu_count(), "training_threads": threads,
+        ws = Workspace(workspace)
+        run = ws.start_run(ws.dataset(SAMPLE_NAME), "bench", {"epochs": 100})  # running_app ends it
+        time.sleep(10)  # past data loading, into the epochs
+        busy = timed_clicks(tab, args.clicks)
+        training_device = run.config().get("device_name")
+    print(json.dumps({"cpus": os.cpu_count(), "training_device": training_device,
                       "idle": summary(idle), "while_training": summary(busy)}))
 
 
