@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sasrec.model import SASRec, SASRecConfig
+from sasrec.model import Dropout, SASRec, SASRecConfig
 
 NUM_ITEMS, MAXLEN = 40, 12
 settings.register_profile("model", max_examples=25, deadline=None)
@@ -84,12 +84,40 @@ def test_fused_and_explicit_attention_agree(norm):
     torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("norm", sorted(MODELS))
+def test_cpu_bf16_training_path_agrees_with_fp32_and_keeps_the_invariants(norm):
+    # Under CPU autocast training takes the explicit attention path in bf16.
+    model = MODELS[norm]
+    history = [5, 9, 3, 7, 1]
+    changed = history[:3] + [2, 2]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed, _ = model(left_pad(history, 5))
+        future_changed, _ = model(left_pad(changed, 5))
+        padded, _ = model(left_pad(history, 9))
+    reference, _ = model(left_pad(history, 5))
+    torch.testing.assert_close(mixed.float(), reference, atol=0.03, rtol=0.02)
+    torch.testing.assert_close(future_changed[0, :3], mixed[0, :3], atol=1e-6, rtol=0)
+    torch.testing.assert_close(padded[0, -5:], mixed[0], atol=1e-3, rtol=0)
+
+
 def test_dropout_only_in_training():
     model = make_model()
     items = torch.tensor([[0, 1, 2, 3]])
     torch.testing.assert_close(model(items)[0], model(items)[0])
     model.train()
     assert not torch.allclose(model(items)[0], model(items)[0])
+
+
+@pytest.mark.parametrize("p", [0.2, 0.3, 0.5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_drops_a_share_p_and_keeps_the_mean(p, dtype):
+    torch.manual_seed(0)
+    x = torch.ones(1000, 101, dtype=dtype)  # an odd size: the mask is cut from 4 bytes per draw
+    dropped = Dropout(p).train()(x)
+    assert dropped.dtype == dtype
+    assert abs(float((dropped == 0).float().mean()) - p) < 0.005
+    assert abs(float(dropped.float().mean()) - 1) < 0.01
+    assert set(dropped.unique().float().tolist()) == {0.0, float(dropped.max())}
 
 
 def test_scores_use_the_shared_item_table():
@@ -102,5 +130,7 @@ def test_scores_use_the_shared_item_table():
 def test_config_rejects_impossible_settings():
     with pytest.raises(ValueError, match="divisible"):
         SASRecConfig(num_items=5, hidden=10, num_heads=3)
+    with pytest.raises(ValueError, match="dropout"):
+        SASRecConfig(num_items=5, dropout=1.0)
     with pytest.raises(ValueError, match="norm"):
         SASRecConfig(num_items=5, norm="post")
