@@ -64,7 +64,7 @@ class CausalSelfAttention(nn.Module):
         if need_weights or (x_query.device.type == "cpu" and torch.is_autocast_enabled("cpu")):
             # The explicit path gives the weights for the visualisations. It also trains a CPU
             # under bf16 autocast faster: its matmuls run in bf16, while the fused kernel's
-            # bf16 backward is slower than its fp32 one (torch 2.13, bench/attention_cpu.py).
+            # bf16 backward is slower than its fp32 one (torch 2.13, bench/cpu_precision.py).
             future = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu(1)
             scores = torch.baddbmm(future, q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2),
                                    alpha=1 / math.sqrt(C // H))  # (B*H, T, T)
