@@ -95,7 +95,7 @@ class Dropout(nn.Module):
         random_bytes = bits.view(torch.uint8)[: x.numel()].view(x.shape)
         threshold = min(round(self.p * 256), 255)
         # keep = random_bytes >= threshold as 0 or 1 in x's dtype, by arithmetic: on a CPU that is
-        # five times faster than comparing and converting booleans. Bytes are exact in bf16.
+        # 3-5 times faster than comparing and converting booleans. Bytes are exact in bf16.
         keep = random_bytes.to(x.dtype).sub_(threshold - 1).clamp_(0, 1)
         return x * keep.mul_(256 / (256 - threshold))
 
