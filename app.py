@@ -3,7 +3,7 @@
 import streamlit as st
 import torch
 
-from sasrec import ui
+from sasrec.ui import state, widgets
 
 # One thread per request: a single history scores in milliseconds anyway, and training,
 # in its own process, has the other cores (see Workspace.start_run).
@@ -19,6 +19,6 @@ page = st.navigation([
     st.Page("pages/attention.py", title="Attention", icon=":material/grid_on:"),
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/leaderboard:"),
 ])
-ui.sync_query_params()
-ui.sidebar()
+state.sync_query_params()
+widgets.sidebar()
 page.run()

@@ -1,18 +1,17 @@
-"""Take the README's screenshots in a real browser: python assets/screenshots.py
+"""Take the README's screenshots in a real browser: python -m assets.screenshots
 
 Starts the app on an empty workspace, opens the demo from the Welcome page the way a
 new user would, and saves one screenshot per page as assets/screenshot-<page>.png.
 Needs Debian's Chromium (/usr/bin/chromium) and the dev requirements.
 """
 
-import sys
 import tempfile
 from pathlib import Path
 
-ASSETS = Path(__file__).resolve().parent
-sys.path.insert(0, str(ASSETS.parent / "tests"))
+from tests.browser import chromium, running_app, wait_for_app
 
-from conftest import chromium, running_app, wait_for_app  # noqa: E402
+ASSETS = Path(__file__).resolve().parent
+
 
 VIEWPORT = {"width": 1440, "height": 1000}
 

@@ -1,6 +1,6 @@
 """Why a CPU with native bf16 trains under bf16 autocast, with explicit attention.
 
-    python bench/cpu_precision.py ../shared/data/ml-100k --repeat 7
+    python -m bench.cpu_precision ../shared/data/ml-100k --repeat 7
 
 Prints one JSON line:
 - "attention_ms": forward + backward of causal attention at the paper preset's largest
@@ -15,21 +15,19 @@ import argparse
 import json
 import math
 import statistics
-import sys
 import time
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sasrec.data import load_dataset  # noqa: E402
-from sasrec.model import SASRec  # noqa: E402
-from sasrec.train import configs_from_flags, length_batches, sequence_loss, training_windows  # noqa: E402
+from sasrec.config import configs
+from sasrec.dataset import load_dataset
+from sasrec.model import SASRec
+from sasrec.sequences import training_windows
+from sasrec.train import length_batches, sequence_loss
 
 
 def median_ms(run, repeat):
@@ -72,7 +70,7 @@ def attention_ms(repeat):
 def epoch_seconds(data, repeat):
     torch.manual_seed(0)
     dataset = load_dataset(data)
-    model_config, train_config = configs_from_flags("paper")
+    model_config, train_config = configs("paper")
     model = SASRec(replace(model_config, num_items=dataset.num_items)).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr, betas=(0.9, train_config.beta2), fused=True)
     inputs, targets = (torch.as_tensor(a) for a in training_windows(dataset, model_config.maxlen))

@@ -1,12 +1,12 @@
 """How long the Playground takes, on the server, from an edit of the history to new predictions.
 
-    python bench/playground_latency.py                       # 200-item history, 25,000-item catalog
-    python bench/playground_latency.py --items 100000
+    python -m bench.playground_latency                       # 200-item history, 25,000-item catalog
+    python -m bench.playground_latency --items 100000
 
 Builds an untrained SASRec with the default architecture over a synthetic catalog in
 memory (no data files), then times what the page does after each edit: the top-k with
 the attention weights (Recommender.recommend), the rank moves since the previous edit and
-the table shown (ui.what_if's comparison and ui.prediction_table). Every timed edit
+the table shown (state.what_if's comparison and charts.prediction_table). Every timed edit
 appends one item to a 200-item history, so each run is a new input. Also times the
 type-ahead search over a catalog of --search-items items. Prints one JSON line with
 medians and 90th percentiles over --repeat edits, after --warmup untimed ones, and the
@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -27,13 +26,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sasrec.inference import Recommender
+from sasrec.model import SASRec, SASRecConfig
+from sasrec.ui import charts
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 logging.getLogger("streamlit").setLevel(logging.ERROR)  # ui's caches warn outside a running app
 
-from sasrec import ui  # noqa: E402
-from sasrec.inference import Recommender  # noqa: E402
-from sasrec.model import SASRec, SASRecConfig  # noqa: E402
 
 WORDS = ("Harbor", "Iron", "Silent", "Golden", "Midnight", "Paper", "Velvet", "Northern", "Hollow", "Crimson",
          "Glass", "Silver", "Winter", "Summer", "Broken", "Wild", "Quiet", "Distant", "Lucky", "Electric")
@@ -76,7 +75,7 @@ def main():
         history = history[1:] + [str(rng.choice(ids))]
         started = time.perf_counter()
         result = recommender.recommend(history, k=args.k)
-        table = ui.prediction_table(result.items, shown, target=history[0])
+        table = charts.prediction_table(result.items, shown, target=history[0])
         elapsed = time.perf_counter() - started
         shown = list(result.items["item_id"])
         if edit >= args.warmup:

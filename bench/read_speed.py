@@ -1,7 +1,7 @@
 """How long reading and cleaning a large interaction log takes. Prints one JSON line.
 
-    python bench/read_speed.py                 # a 1,000,000-row CSV, 3 repeats
-    python bench/read_speed.py --rows 5000000 --repeat 5
+    python -m bench.read_speed                 # a 1,000,000-row CSV, 3 repeats
+    python -m bench.read_speed --rows 5000000 --repeat 5
 
 Writes a synthetic CSV (user_id, item_id, rating, timestamp) to a temporary folder, then
 times load_dataset on it: reading, id mapping, ordering and the default preprocessing.
@@ -10,7 +10,6 @@ times load_dataset on it: reading, id mapping, ordering and the default preproce
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,9 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sasrec.data import load_dataset  # noqa: E402
+from sasrec.dataset import load_dataset
 
 
 def main():

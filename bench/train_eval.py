@@ -1,7 +1,7 @@
 """Train and evaluate SASRec on a dataset, several times, and print one JSON line.
 
-    python bench/train_eval.py ../shared/data/ml-100k                      # defaults (SASRec+)
-    python bench/train_eval.py ../shared/data/ml-100k --repeat 5 -- --preset paper --epochs 20
+    python -m bench.train_eval ../shared/data/ml-100k                      # defaults (SASRec+)
+    python -m bench.train_eval ../shared/data/ml-100k --repeat 5 -- --preset paper --epochs 20
 
 Everything after `--` goes to `python -m sasrec train`. Each repeat uses seed 42 + i and
 runs in its own process, timed from the command's start to its end (data loading,
@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from sasrec.rundir import Run
 
-from sasrec.rundir import Run  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 REPORTED = ["ndcg@10", "hr@10", "mrr", "sampled_ndcg@10", "sampled_hr@10", "pop_ndcg@10", "pop_hr@10",
             "markov_ndcg@10", "markov_hr@10"]

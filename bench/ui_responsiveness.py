@@ -1,6 +1,6 @@
 """How quickly the app answers a click while a model trains on the same machine. Prints one JSON line.
 
-    python bench/ui_responsiveness.py            # 10 clicks idle, 10 while training
+    python -m bench.ui_responsiveness            # 10 clicks idle, 10 while training
 
 Starts the app on an empty workspace in Debian's Chromium (/usr/bin/chromium, as the
 browser tests do), opens the Playground and times clicks on "Example" from the click to
@@ -12,16 +12,16 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from sasrec.config import RunConfig, configs
+from sasrec.workspace import SAMPLE_NAME, Workspace
+from tests.browser import chromium, running_app, wait_for_app
 
-from conftest import chromium, running_app, wait_for_app  # noqa: E402
-from sasrec.workspace import SAMPLE_NAME, Workspace  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 SETTLE = 0.3  # wait_for_app's pause for a rerun to start; not part of the app's answer
 
@@ -52,7 +52,7 @@ def main():
         timed_clicks(tab, 2)  # warm the caches
         idle = timed_clicks(tab, args.clicks)
         ws = Workspace(workspace)
-        run = ws.start_run(ws.dataset(SAMPLE_NAME), "bench", {"epochs": 100})  # running_app ends it
+        run = ws.start_run(SAMPLE_NAME, "bench", RunConfig(*configs("demo", epochs=100), data=None))  # running_app ends it
         time.sleep(10)  # past data loading, into the epochs
         busy = timed_clicks(tab, args.clicks)
         training_device = run.config().get("device_name")

@@ -2,23 +2,24 @@
 
 import streamlit as st
 
-from sasrec import analysis, ui
+from sasrec import analysis
+from sasrec.ui import caches, charts, state, widgets
 
-ui.page_setup()
+widgets.page_setup()
 
 st.title("Attention")
-run = ui.choose_run("att_run")
-recommender = ui.load_recommender(run)
+run = widgets.choose_run("att_run")
+recommender = widgets.load_recommender(run)
 
-dataset = ui.dataset_or_none(run)
+dataset = widgets.dataset_or_none(run)
 with st.container(horizontal=True, vertical_alignment="bottom"):
     source = st.segmented_control("Input", ["Playground history", "Dataset user"], default="Playground history",
                                   key="att_source", required=True, disabled=dataset is None)
     if source == "Dataset user":
         with st.popover(f"User {st.session_state.get('att_user') or '…'}", icon=":material/person_search:",
                         key="att_user_popover", on_change="rerun"):
-            ui.user_search(dataset, "att_user_search", on_pick=ui.pick_attention_user)
-items = ui.history() if source == "Playground history" else ui.attention_user_history(dataset)
+            widgets.user_search(dataset, "att_user_search", on_pick=state.pick_attention_user)
+items = state.history() if source == "Playground history" else state.attention_user_history(dataset)
 if not items:
     st.info("Nothing to look at yet: build a history on the Playground, or pick a dataset user.",
             icon=":material/playlist_add:")
@@ -33,10 +34,10 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
                           key=f"att_shown_{longest}")
     try:
         result = recommender.recommend(items[-shown:], k=1)
-    except ui.USER_ERRORS as err:
-        ui.error(err)
+    except widgets.USER_ERRORS as err:
+        widgets.error(err)
         st.stop()
-    focus = ui.attention_focus_picker(result.history)
+    focus = widgets.attention_focus_picker(result.history)
 
 top = result.items.iloc[0]
 st.markdown(f"Predicted next: **{top['title']}** ({top['probability']:.0%}). Rows attend to columns; a causal model "
@@ -48,20 +49,20 @@ with looks:
     st.subheader("What the prediction looks at")
     st.caption("The last position's attention in each layer (heads averaged), and the rollout: how much of each "
                "item reaches the prediction through all layers and the residual connections.")
-    st.altair_chart(ui.focus_bars(analysis.prediction_focus(result.history, result.attention), result.history, focus),
-                    key="att_bars", on_select=lambda: ui.focus_from_selection("att_bars", "item", "position"))
+    st.altair_chart(charts.focus_bars(analysis.prediction_focus(result.history, result.attention), result.history, focus),
+                    key="att_bars", on_select=lambda: state.focus_from_selection("att_bars", "item", "position"))
 with overview:
     st.subheader("Model view")
     st.caption("Every layer and head at a glance.")
-    st.altair_chart(ui.model_view(table, focus), key="att_model_view")
+    st.altair_chart(charts.model_view(table, focus), key="att_model_view")
 
 for layer in range(1, result.attention.shape[0] + 1):
     key = f"att_heatmap_{layer}"
-    heatmap = ui.attention_heatmap(table[table["layer"] == layer], result.history, focus)
+    heatmap = charts.attention_heatmap(table[table["layer"] == layer], result.history, focus)
     with st.container(horizontal=True, vertical_alignment="center"):
         st.subheader(f"Layer {layer}")
-        ui.svg_download(heatmap, f"attention_layer_{layer}.svg", key=f"att_svg_{layer}")
-    st.altair_chart(heatmap, key=key, on_select=lambda key=key: ui.focus_from_selection(key, "cell", "key"))
+        widgets.svg_download(heatmap, f"attention_layer_{layer}.svg", key=f"att_svg_{layer}")
+    st.altair_chart(heatmap, key=key, on_select=lambda key=key: state.focus_from_selection(key, "cell", "key"))
 
 with st.expander("Weights shown, as a table"):
     st.dataframe(table, hide_index=True, key="att_weights", column_config={
@@ -74,18 +75,18 @@ st.header("Across many users")
 if dataset is None:
     st.caption("These averages need the data the run was trained on.")
 else:
-    by_distance, categories, num_users = ui.attention_aggregates(run, dataset)
+    by_distance, categories, num_users = caches.attention_aggregates(run, dataset)
     st.caption(f"Averaged over the validation histories of {num_users} sampled users.")
     distance_column, category_column = st.columns(2, gap="large")
     with distance_column:
         st.subheader("Recent or old items?")
         st.caption("Mean attention by how far back the attended item is (the paper's Figure 4). Early positions "
                    "see few items, so even an even spread decays; above the dashed line, the model prefers them.")
-        st.altair_chart(ui.distance_chart(by_distance), key="att_distance")
+        st.altair_chart(charts.distance_chart(by_distance), key="att_distance")
     with category_column:
         st.subheader("Which categories attend to which")
         if categories is None:
             st.caption("The catalog has no categories.")
         else:
             st.caption("Share of each category's attention that goes to each category (the paper's Figure 5).")
-            st.altair_chart(ui.category_heatmap(categories), key="att_categories")
+            st.altair_chart(charts.category_heatmap(categories), key="att_categories")

@@ -4,20 +4,21 @@ from pathlib import Path
 
 import streamlit as st
 
-from sasrec import ui
-from sasrec.data import FORMATS_HINT, Columns, Preprocessing
-from sasrec.workspace import AS_SAVED, SAMPLE_NAME, guess_roles
+from sasrec.dataset import Preprocessing
+from sasrec.readers import FORMATS_HINT, Columns, guess_roles
+from sasrec.ui import caches, charts, state, widgets
+from sasrec.workspace import AS_SAVED, SAMPLE_NAME
 
-ui.page_setup()
+widgets.page_setup()
 
-ws = ui.workspace()
+ws = state.workspace()
 # What the user set for one file: forgotten when another file is chosen.
 FILE_KEYS = ("role_user", "role_item", "role_timestamp", "role_rating", "dataset_name")
 SOURCES = {"sample": "Bundled sample", "upload": "Upload a file", "saved": "Saved datasets"}
 
 
-def show_statistics(made: ui.Recipe) -> None:
-    dataset, tables = ui.dataset(made), ui.profile(made)
+def show_statistics(made: caches.Recipe) -> None:
+    dataset, tables = caches.dataset(made), caches.profile(made)
     stats = dataset.stats()
     st.subheader("Statistics")
     cells = st.columns(6)
@@ -33,17 +34,17 @@ def show_statistics(made: ui.Recipe) -> None:
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown("**Sequence lengths**")
-        st.altair_chart(ui.length_chart(tables["lengths"]))
+        st.altair_chart(charts.length_chart(tables["lengths"]))
         if stats["seq_len_max"] >= tables["lengths"]["end"].iloc[-1]:
             st.caption(f"The last bar also counts the longest 1 % of sequences, up to {stats['seq_len_max']:,}.")
     with right:
         st.markdown("**Item popularity**")
-        st.altair_chart(ui.popularity_chart(tables["popularity"]))
+        st.altair_chart(charts.popularity_chart(tables["popularity"]))
         st.caption(f"The most popular 10 % of items receive {tables['top_share']:.0%} of all interactions.")
     if tables["activity"] is not None:
         per_period, unit = tables["activity"]
         st.markdown("**Interactions over time**")
-        st.altair_chart(ui.activity_chart(per_period, unit))
+        st.altair_chart(charts.activity_chart(per_period, unit))
 
     st.markdown("**A few sequences**, oldest first")
     st.dataframe(tables["sequences"], hide_index=True, column_config={
@@ -59,18 +60,18 @@ def pick_column(label: str, role: str, guess: str | None, columns: list[str], re
 
 
 def use_button(name: str) -> None:
-    if ui.active_dataset_name() == name:
+    if state.active_dataset_name() == name:
         st.success(f"**{name}** is the active dataset.", icon=":material/check_circle:")
         st.page_link("pages/train.py", label="Train a model on it", icon=":material/model_training:")
     elif st.button(f"Use {name}", key="use_dataset", type="primary"):
-        ui.set_active_dataset(name)
+        state.set_active_dataset(name)
         st.rerun()
 
 
 st.title("Data")
 st.caption("Choose an interaction log, tell SASRec which columns mean what, clean it and save it for training.")
 
-active = ui.active_dataset()
+active = state.active_dataset()
 source = st.segmented_control("Source", list(SOURCES), format_func=SOURCES.get, key="data_source", required=True,
                               default="sample" if active.builtin else "saved", persist_state="session")
 
@@ -83,26 +84,26 @@ if source == "saved":
                         placeholder="Choose a saved dataset", key="saved_dataset")
     if name is None:
         st.stop()
-    if name != ui.active_dataset_name():  # choosing a saved dataset is choosing the one to train on
-        ui.set_active_dataset(name)
+    if name != state.active_dataset_name():  # choosing a saved dataset is choosing the one to train on
+        state.set_active_dataset(name)
         st.rerun()
     entry = ws.dataset(name)
-    st.caption(f"Saved from **{entry.meta.get('source', '?')}**, {ui.when(entry.meta.get('saved'))}.")
+    st.caption(f"Saved from **{entry.meta.get('source', '?')}**, {charts.when(entry.meta.get('saved'))}.")
     use_button(name)
     if entry.meta.get("report"):
         st.subheader("How it was cleaned")
-        st.dataframe(ui.report_table(entry.meta["report"]), hide_index=True)
+        st.dataframe(charts.report_table(entry.meta["report"]), hide_index=True)
     try:
-        show_statistics(ui.recipe(entry.path, None, Columns(**guess_roles(ui.raw_log(entry.path))), AS_SAVED))
-    except ui.USER_ERRORS as err:
-        ui.error(err)
+        show_statistics(caches.recipe(entry.path, None, Columns(**guess_roles(caches.raw_log(entry.path))), AS_SAVED))
+    except widgets.USER_ERRORS as err:
+        widgets.error(err)
     st.stop()
 
 if source == "upload":
     log_column, catalog_column = st.columns(2)
-    log_column.file_uploader("Interaction log", key="upload_log", on_change=ui.remember_upload,
+    log_column.file_uploader("Interaction log", key="upload_log", on_change=state.remember_upload,
                              args=("upload_log", "upload_path"), help=f"Any of: {FORMATS_HINT}.")
-    catalog_column.file_uploader("Item catalog (optional)", key="upload_catalog", on_change=ui.remember_upload,
+    catalog_column.file_uploader("Item catalog (optional)", key="upload_catalog", on_change=state.remember_upload,
                                  args=("upload_catalog", "catalog_path"),
                                  help="A table with an item id column and titles, categories or genres; "
                                       "for RecBole, the .item file.")
@@ -121,9 +122,9 @@ else:
                "stick to their favourite genres.")
 
 try:
-    raw = ui.raw_log(path)
-except ui.USER_ERRORS as err:
-    ui.error(err)
+    raw = caches.raw_log(path)
+except widgets.USER_ERRORS as err:
+    widgets.error(err)
     st.stop()
 
 if st.session_state.get("settings_for") != str(path):
@@ -173,13 +174,13 @@ dedupe = cells[4].checkbox("Drop duplicates", value=defaults.drop_duplicates, ke
                            persist_state="session", help="Drop exact duplicates: the same user, item and timestamp.")
 preprocessing = Preprocessing(min_rating=min_rating if rating else None, drop_duplicates=dedupe,
                               collapse_repeats=collapse, k_core=k_core, min_seq_len=min_len)
-made = ui.recipe(path, catalog, roles, preprocessing)
+made = caches.recipe(path, catalog, roles, preprocessing)
 try:
-    dataset = ui.dataset(made)
-except ui.USER_ERRORS as err:
-    ui.error(err)
+    dataset = caches.dataset(made)
+except widgets.USER_ERRORS as err:
+    widgets.error(err)
     st.stop()
-st.dataframe(ui.report_table(dataset.report), hide_index=True)
+st.dataframe(charts.report_table(dataset.report), hide_index=True)
 
 show_statistics(made)
 
@@ -197,5 +198,5 @@ else:
                                 persist_state="session")
     if button_cell.button("Save and use", key="save_dataset", type="primary", icon=":material/save:"):
         entry = ws.save_dataset(dataset, name, fingerprint)
-        ui.set_active_dataset(entry.name)
+        state.set_active_dataset(entry.name)
         st.rerun()

@@ -2,15 +2,14 @@
 
 import streamlit as st
 
-from sasrec import ui
-from sasrec.rundir import FAILED, FINISHED, RUNNING
-from sasrec.train import LOSSES
-from sasrec.workspace import INTERRUPTED, devices, run_state, train_settings
+from sasrec.config import RunConfig, configs
+from sasrec.rundir import FAILED, FINISHED, INTERRUPTED, RUNNING
+from sasrec.ui import charts, state, widgets
 
-ui.page_setup()
+widgets.page_setup()
 
-ws = ui.workspace()
-dataset = ui.active_dataset()
+ws = state.workspace()
+dataset = state.active_dataset()
 
 
 def forget_delete() -> None:
@@ -20,12 +19,17 @@ def forget_delete() -> None:
 # Open while session state names the run, so that the question survives reruns of the whole page.
 @st.dialog("Delete this run?", on_dismiss=forget_delete)
 def confirm_delete(run) -> None:
-    st.write(f"**{ws.run_name(run)}** and its checkpoints will be deleted. This cannot be undone.")
+    alive = run.is_alive()
+    st.write(f"**{run.name}** and its checkpoints will be deleted. This cannot be undone."
+             + (" It is still training: it will be stopped first." if alive else ""))
     yes, no = st.columns(2)
     if yes.button("Delete", type="primary", key="confirm_delete", icon=":material/delete:"):
-        ws.delete_run(run)
-        rest = [r for r in ws.runs() if r.path != run.path]
-        ui.set_active_run(ws.run_name(rest[0]) if rest else "")
+        try:
+            with st.spinner("Stopping the run…" if alive else "Deleting…"):
+                ws.delete_run(run)
+        except widgets.USER_ERRORS as err:
+            widgets.error(err)
+            return
         forget_delete()
         st.rerun()
     if no.button("Cancel", key="cancel_delete"):
@@ -38,7 +42,7 @@ def live_view(run) -> None:
     process is not ours: the page only reads its files, so a reload or a second tab sees the
     same run."""
     def phase():
-        return run_state(run), bool(run.progress())
+        return run.state(), bool(run.progress())
 
     first_phase = phase()
 
@@ -47,50 +51,50 @@ def live_view(run) -> None:
         if phase() != first_phase:  # started training, or ended: refresh the sidebar and the runs table too
             st.rerun()
         summary, progress, metrics = ws.run_summary(run), run.progress(), run.metrics()
-        state = summary["state"]
-        st.badge(state, color=ui.STATE_COLORS.get(state, "gray"))
-        if state == RUNNING and run.stop_requested():
+        run_state = summary["state"]
+        st.badge(run_state, color=charts.STATE_COLORS.get(run_state, "gray"))
+        if run_state == RUNNING and run.stop_requested():
             st.caption("Stopping after the current step…")
-        elif state not in (FAILED, INTERRUPTED):
+        elif run_state not in (FAILED, INTERRUPTED):
             st.caption(summary["message"])
 
-        if not progress and state == RUNNING:
+        if not progress and run_state == RUNNING:
             st.progress(0.0, text="Starting…")
         elif progress:
             total_steps = progress["epochs"] * progress["steps_per_epoch"]
-            done = 1.0 if state == FINISHED else min(progress["global_step"] / total_steps, 1.0)
-            eta = (f" · about {ui.duration(progress['eta_seconds'])} left"
-                   if state == RUNNING and progress["eta_seconds"] >= 1 else "")
+            done = 1.0 if run_state == FINISHED else min(progress["global_step"] / total_steps, 1.0)
+            eta = (f" · about {charts.duration(progress['eta_seconds'])} left"
+                   if run_state == RUNNING and progress["eta_seconds"] >= 1 else "")
             st.progress(done, text=f"{done:.0%} · epoch {progress['epoch']} of {progress['epochs']}, step "
                                    f"{progress['step']} of {progress['steps_per_epoch']}{eta}")
             st.caption(f"{progress['examples_per_second']:,.0f} positions per second on {summary['device']}")
             cells = st.columns(4)
-            cells[0].metric("Elapsed", ui.duration(summary["duration_seconds"]))
+            cells[0].metric("Elapsed", charts.duration(summary["duration_seconds"]))
             best = summary["best_valid_ndcg@10"]
             cells[1].metric("Best valid NDCG@10", "–" if best is None else f"{best:.4f}")
             if summary["test_ndcg@10"] is not None:
                 cells[2].metric("Test NDCG@10", f"{summary['test_ndcg@10']:.4f}")
                 cells[3].metric("Test HR@10", f"{summary['test_hr@10']:.4f}")
 
-        if state == RUNNING and not run.stop_requested():
+        if run_state == RUNNING and not run.stop_requested():
             st.button("Stop", key="stop_run", icon=":material/stop_circle:", on_click=ws.stop_run, args=(run,),
                       help="Ends the run after the current step; the best checkpoint so far stays usable.")
-        if state == FAILED:
+        if run_state == FAILED:
             st.error(summary["message"], icon=":material/error:")
-        if state == INTERRUPTED:
+        if run_state == INTERRUPTED:
             st.warning("The training process ended without saying how: it was killed, or the machine restarted.",
                        icon=":material/warning:")
-        if state in (FAILED, INTERRUPTED):
+        if run_state in (FAILED, INTERRUPTED):
             st.caption("The end of its log:")
             st.code(run.log_tail() or "(the log is empty)", language=None)
 
         if progress:
             left, right = st.columns(2)
             left.markdown("**Training loss**")
-            left.altair_chart(ui.loss_chart(progress))
+            left.altair_chart(charts.loss_chart(progress))
             right.markdown("**Validation**")
             if metrics:
-                right.altair_chart(ui.validation_chart(metrics))
+                right.altair_chart(charts.validation_chart(metrics))
             else:
                 right.caption("NDCG@10 and HR@10 on the validation split appear after the first epoch.")
 
@@ -100,7 +104,7 @@ def live_view(run) -> None:
 def select_run(key: str, names: list[str]) -> None:
     rows = st.session_state[key].selection.rows
     if rows:  # a click on the selected row clears the selection; the active run stays
-        ui.set_active_run(names[rows[0]])
+        state.set_active_run(names[rows[0]])
 
 
 st.title("Train")
@@ -110,56 +114,34 @@ with form_column:
     st.subheader("New run")
     st.markdown(f"Dataset: **{dataset.name}**")
     st.page_link("pages/data.py", label="Choose another on the Data page", icon=":material/table_view:")
-    preset = st.selectbox("Preset", list(ui.PRESET_LABELS), format_func=ui.PRESET_LABELS.get,
-                          key="train_preset", on_change=ui.apply_preset, persist_state="session")
-    for flag, value in train_settings(preset).items():
-        st.session_state.setdefault(f"train_{flag}", value)
-    choices = devices()
+    preset = st.selectbox("Preset", list(widgets.PRESET_LABELS), format_func=widgets.PRESET_LABELS.get,
+                          key="train_preset", on_change=state.apply_preset, persist_state="session")
     with st.form("train_form"):
-        loss = st.selectbox("Loss", LOSSES, format_func=ui.LOSS_LABELS.get, key="train_loss", persist_state="session")
-        left, right = st.columns(2)
-        epochs = left.number_input("Epochs", 1, 10_000, key="train_epochs", persist_state="session")
-        patience = right.number_input("Patience", 1, 1_000, key="train_patience", persist_state="session",
-                                      help="Stop early after this many epochs without a better validation NDCG@10.")
-        maxlen = left.number_input("Max length", 2, 5_000, key="train_maxlen", persist_state="session",
-                                   help="The longest history the model looks at.")
-        hidden = right.number_input("Hidden size", 4, 2_048, key="train_hidden", persist_state="session")
-        blocks = left.number_input("Blocks", 1, 24, key="train_blocks", persist_state="session")
-        heads = right.number_input("Heads", 1, 64, key="train_heads", persist_state="session",
-                                   help="Must divide the hidden size.")
-        dropout = left.number_input("Dropout", 0.0, 0.9, step=0.05, key="train_dropout", persist_state="session")
-        lr = right.number_input("Learning rate", 1e-6, 1.0, step=1e-4, format="%.4f", key="train_lr",
-                                persist_state="session")
-        batch_size = left.number_input("Batch size", 1, 65_536, key="train_batch_size", persist_state="session")
-        device = right.selectbox("Device", list(choices), format_func=choices.get, key="train_device",
-                                 persist_state="session")
+        settings = widgets.settings_form(preset)
         suggested = ws.new_run_name(dataset.name)
         name = st.text_input("Run name", placeholder=suggested, key="train_run_name", max_chars=60,
                              help="Leave empty for the dataset's name and the time.")
         start = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
                                       key="start_training")
     if start:
-        flags = {"preset": preset, "loss": loss, "epochs": epochs, "patience": patience, "maxlen": maxlen,
-                 "hidden": hidden, "blocks": blocks, "heads": heads, "dropout": dropout, "lr": lr,
-                 "batch_size": batch_size, "device": device}
         try:
-            run = ws.start_run(dataset, name.strip() or suggested, flags)
-        except ui.USER_ERRORS as err:
-            ui.error(err)
+            config = RunConfig(*configs(preset, **settings), data=None)  # the registry fills in the data
+            run = ws.start_run(dataset.name, name.strip() or suggested, config)
+        except (*widgets.USER_ERRORS, ValueError) as err:
+            widgets.error(f"Cannot train with these settings: {err}" if isinstance(err, ValueError) else err)
         else:
-            ui.set_active_run(run.name)
+            state.set_active_run(run.name)
             st.rerun()
 
 with live_column:
-    active_name = ui.active_run_name()
-    run = ws.run(active_name) if active_name else None
-    if run is None or not run.path.is_dir():
+    run = state.active_run()
+    if run is None:
         st.subheader("No model yet")
         st.info("Start a run on the left. It trains in the background: you can switch pages, reload or close "
                 "the tab, and come back to watch it.", icon=":material/model_training:")
     else:
         title, delete = st.columns([4, 1], vertical_alignment="bottom")
-        title.subheader(ws.run_name(run))
+        title.subheader(run.name)
         delete.button("Delete…", key="delete_run", icon=":material/delete:", disabled=ws.is_builtin(run),
                       on_click=st.session_state.update, kwargs={"deleting": run.name},
                       help="The bundled demo model cannot be deleted." if ws.is_builtin(run) else None)
@@ -174,11 +156,12 @@ if not runs:
 else:
     summaries = [ws.run_summary(r) for r in runs]
     names = [s["name"] for s in summaries]
+    active_name = state.active_run_name()
     # The key follows the runs and the active one, so the highlighted row is always the active run
     # (a remembered selection would point at whatever run moved into its row).
     key = f"runs_table_{hash((*names, active_name))}"
-    st.dataframe(ui.runs_table(summaries), hide_index=True, column_config=ui.RUNS_COLUMNS, key=key, placeholder="–",
-                 on_select=lambda: select_run(key, names), selection_mode="single-row",
+    st.dataframe(charts.runs_table(summaries), hide_index=True, column_config=widgets.RUNS_COLUMNS, key=key,
+                 placeholder="–", on_select=lambda: select_run(key, names), selection_mode="single-row",
                  selection_default={"selection": {"rows": [names.index(active_name)]}} if active_name in names
                  else None)
     st.caption("Select a run to make it the active model: the Playground, Attention and Evaluate pages use it.")

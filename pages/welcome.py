@@ -1,8 +1,8 @@
 import streamlit as st
 
-from sasrec import ui
+from sasrec.ui import state, widgets
 
-ui.page_setup()
+widgets.page_setup()
 
 st.title("SASRec Explorer")
 st.markdown(
@@ -22,7 +22,7 @@ with right:
         "and a model trained on it are already active. Try a horror fan who has just started a horror series."
     )
     if st.button("Open the Playground with an example", type="primary", icon=":material/play_arrow:", key="start_demo"):
-        ui.start_demo()
+        state.start_demo()
         st.switch_page("pages/playground.py")
 
 st.subheader("What each page does")

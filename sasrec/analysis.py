@@ -1,11 +1,12 @@
-"""Looking inside a trained model: attention tables, rollout and aggregates, embedding
-maps, and where SASRec wins by history length."""
+"""Looking inside a trained model and its data: attention tables, rollout and aggregates,
+embedding maps, where SASRec wins by history length, and the Data page's profiles of a log."""
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .evaluate import history_bounds, left_padded, rank_metrics
+from . import sequences
+from .evaluate import MODELS, rank_metrics
 
 
 def attention_table(history: pd.DataFrame, attention: np.ndarray) -> pd.DataFrame:
@@ -67,9 +68,10 @@ def prediction_focus(history: pd.DataFrame, attention: np.ndarray) -> pd.DataFra
 
 
 def sample_users(dataset, num: int, seed: int = 0) -> np.ndarray:
-    """Up to `num` users with at least two validation-history items, drawn without replacement."""
-    starts, ends, _ = history_bounds(dataset, "valid")
-    eligible = np.flatnonzero(ends - starts >= 2)
+    """Rows of the validation split: up to `num` users with at least two history items, drawn
+    without replacement."""
+    split = sequences.holdout(dataset, "valid")
+    eligible = np.flatnonzero(split.ends - split.starts >= 2)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(eligible, size=min(num, len(eligible)), replace=False))
 
@@ -77,13 +79,11 @@ def sample_users(dataset, num: int, seed: int = 0) -> np.ndarray:
 @torch.no_grad()
 def _validation_attention(model, dataset, users, batch_size=64):
     """Yield (histories (b, T), attention (b, L, H, T, T)) over the users' validation histories."""
-    starts, ends, _ = history_bounds(dataset, "valid")
-    maxlen = model.config.maxlen
+    split = sequences.holdout(dataset, "valid")
     model.eval()
     for lo in range(0, len(users), batch_size):
         rows = users[lo: lo + batch_size]
-        width = int(min(maxlen, (ends[rows] - starts[rows]).max()))
-        histories = left_padded(dataset.items, np.maximum(starts[rows], ends[rows] - maxlen), ends[rows], width)
+        histories = sequences.model_inputs(dataset.items, split.starts[rows], split.ends[rows], model.config.maxlen)
         _, attention = model(torch.as_tensor(histories).long(), need_weights=True)
         yield histories, attention.numpy()
 
@@ -184,7 +184,6 @@ def breakdown_by_length(per_user: pd.DataFrame, models=("", "markov_", "pop_"), 
     low, high = np.quantile(lengths, [1 / 3, 2 / 3])
     groups = np.where(lengths <= low, "short", np.where(lengths <= high, "medium", "long"))
     labels = [label for label in ("short", "medium", "long") if (groups == label).any()]
-    names = {"": "SASRec", "markov_": "Markov", "pop_": "Most popular"}
     rows = []
     for label in labels:
         chosen = per_user[groups == label]
@@ -192,5 +191,64 @@ def breakdown_by_length(per_user: pd.DataFrame, models=("", "markov_", "pop_"), 
         for prefix in models:
             metrics = rank_metrics(chosen[prefix + "rank"].to_numpy(), ks=(k,))
             rows.append({"group": label if len(labels) > 1 else "all", "history": span, "users": len(chosen),
-                         "model": names[prefix], f"ndcg@{k}": metrics[f"ndcg@{k}"], f"hr@{k}": metrics[f"hr@{k}"]})
+                         "model": MODELS[prefix], f"ndcg@{k}": metrics[f"ndcg@{k}"], f"hr@{k}": metrics[f"hr@{k}"]})
+    return pd.DataFrame(rows)
+
+
+# The Data page: the small tables behind its charts
+
+def length_histogram(dataset, bins: int = 40) -> pd.DataFrame:
+    """Users per sequence length, in even bins [start, end) up to the 99th percentile. The longest
+    1 % are counted in the last bin: the tail is long, and drawn to its end it would squeeze
+    everyone else into a few bars."""
+    lengths = np.diff(dataset.offsets)
+    low = int(lengths.min())
+    top = max(int(np.percentile(lengths, 99)), low)
+    width = -(-(top + 1 - low) // bins)
+    counts = np.bincount((np.minimum(lengths, top) - low) // width)
+    starts = low + width * np.arange(len(counts))
+    return pd.DataFrame({"start": starts, "end": starts + width, "users": counts})
+
+
+def popularity_curve(dataset, points: int = 200) -> pd.DataFrame:
+    """Interactions per item against popularity rank, at log-spaced ranks (a log-log plot needs no
+    more), with the share of all interactions that the items up to each rank receive."""
+    counts = np.sort(np.bincount(dataset.items, minlength=dataset.num_items + 1)[1:])[::-1]
+    ranks = np.unique(np.geomspace(1, len(counts), points).round().astype(np.int64))
+    share = np.cumsum(counts) / counts.sum()
+    return pd.DataFrame({"rank": ranks, "interactions": counts[ranks - 1], "share": share[ranks - 1]})
+
+
+def top_share(dataset, fraction: float = 0.1) -> float:
+    """The share of all interactions that the most popular `fraction` of items receive."""
+    counts = np.sort(np.bincount(dataset.items, minlength=dataset.num_items + 1)[1:])[::-1]
+    return float(counts[:max(1, round(len(counts) * fraction))].sum() / counts.sum())
+
+
+def activity(dataset) -> tuple[pd.DataFrame, str] | None:
+    """Interactions per day, week or month (whichever keeps the bars countable) and that unit;
+    None when the log has no timestamps."""
+    if dataset.timestamps is None or not len(dataset.timestamps):
+        return None
+    days = dataset.timestamps // 86_400
+    first = int(days.min())
+    per_day = pd.Series(np.bincount(days - first),
+                        index=pd.to_datetime((np.arange(days.max() - first + 1) + first) * 86_400, unit="s"))
+    unit, rule = (("day", "D") if len(per_day) <= 180 else ("week", "W-MON") if len(per_day) <= 3 * 365
+                  else ("month", "MS"))
+    return per_day.resample(rule, label="left", closed="left").sum().rename_axis("period").reset_index(
+        name="interactions"), unit
+
+
+def sample_sequences(dataset, num: int = 6, shown: int = 12, seed: int = 0) -> pd.DataFrame:
+    """A few random users' sequences as titles, oldest first; a long one shows its latest
+    `shown` items after a '…'."""
+    rng = np.random.default_rng(seed)
+    users = np.sort(rng.choice(dataset.num_users, size=min(num, dataset.num_users), replace=False))
+    titles = dataset.catalog["title"].astype(str)
+    rows = []
+    for user in users:  # a handful
+        sequence = dataset.sequence(user)
+        rows.append({"user": dataset.user_ids[user], "length": len(sequence),
+                     "items": ["…"] * (len(sequence) > shown) + titles.loc[sequence[-shown:]].tolist()})
     return pd.DataFrame(rows)

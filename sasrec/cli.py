@@ -7,36 +7,50 @@ and exit with status 2; a traceback means a bug.
 import argparse
 import json
 import sys
-from dataclasses import fields
+from dataclasses import replace
 from pathlib import Path
 
-import pandas as pd
 import torch
 
-from . import rundir
-from .data import Columns, DataError, Preprocessing
-from .evaluate import KS, evaluate_run
+from . import defaults, rundir
+from .config import (
+    PRESET_HELP,
+    PRESETS,
+    DataConfig,
+    RunConfig,
+    add_setting_arguments,
+    configs,
+    given_settings,
+    with_settings,
+)
+from .dataset import Preprocessing
+from .evaluate import metrics_table
 from .inference import Recommender
-from .model import SASRecConfig
-from .train import LOSSES, MODEL_FLAGS, PRESETS, TrainConfig, configs_from_flags, train
+from .readers import Columns, DataError
+from .report import evaluate_run
+from .train import resolve_device, train
+
+RESUME_SETTINGS = ("epochs", "patience", "device", "threads")  # what a resumed run may change
 
 
 def add_data_arguments(parser, optional=False):
-    parser.add_argument("data", nargs="?" if optional else None, help="interaction log: CSV/TSV, Parquet, JSON Lines, SASRec .txt, RecBole .inter or folder, MovieLens .zip")
+    parser.add_argument("data", nargs="?" if optional else None,
+                        help="interaction log: CSV/TSV, Parquet, JSON Lines, SASRec .txt, RecBole .inter or folder, "
+                             "MovieLens .zip")
     parser.add_argument("--items", help="item catalog (id, title, category ...) to join on item id")
     parser.add_argument("--user-col", help="column holding the user id (default: detected)")
     parser.add_argument("--item-col", help="column holding the item id (default: detected)")
     parser.add_argument("--time-col", help="column holding the timestamp (default: detected)")
     parser.add_argument("--rating-col", help="column holding the rating (default: detected)")
-    defaults = Preprocessing()
+    defaults_ = Preprocessing()
     parser.add_argument("--min-rating", type=float, help="keep only events rated at least this")
-    parser.add_argument("--k-core", type=int, default=defaults.k_core, help="iterative k-core filter (0 = off)")
-    parser.add_argument("--min-len", type=int, default=defaults.min_seq_len, help="drop users with fewer events")
+    parser.add_argument("--k-core", type=int, default=defaults_.k_core, help="iterative k-core filter (0 = off)")
+    parser.add_argument("--min-len", type=int, default=defaults_.min_seq_len, help="drop users with fewer events")
     parser.add_argument("--collapse-repeats", action="store_true", help="collapse consecutive repeats of an item")
     parser.add_argument("--keep-duplicates", action="store_true", help="keep exact duplicate events")
 
 
-def data_config(args) -> dict:
+def data_config(args) -> DataConfig:
     roles = None
     if args.user_col or args.item_col or args.time_col or args.rating_col:
         if not (args.user_col and args.item_col):
@@ -44,12 +58,13 @@ def data_config(args) -> dict:
         roles = Columns(args.user_col, args.item_col, args.time_col, args.rating_col).__dict__
     preprocessing = Preprocessing(min_rating=args.min_rating, drop_duplicates=not args.keep_duplicates,
                                   collapse_repeats=args.collapse_repeats, k_core=args.k_core, min_seq_len=args.min_len)
-    return {"path": str(Path(args.data).resolve()), "items": args.items and str(Path(args.items).resolve()),
-            "roles": roles, "preprocessing": preprocessing.to_dict()}
+    return DataConfig(path=str(Path(args.data).resolve()), items=args.items and str(Path(args.items).resolve()),
+                      roles=roles, preprocessing=preprocessing.to_dict(),
+                      name=getattr(args, "name", None) or Path(args.data).stem)
 
 
 def cmd_stats(args):
-    dataset = rundir.load_data(data_config(args))
+    dataset = data_config(args).load()
     stats = dataset.stats()
     if args.json:
         print(json.dumps(stats))
@@ -62,38 +77,62 @@ def cmd_stats(args):
         print(f"{key:<16} {value:,.4g}" if isinstance(value, float) else f"{key:<16} {value}")
 
 
-def cmd_train(args):
+def training_request(args) -> tuple[RunConfig, Path, bool]:
+    """(config, run directory, resume?) from the command line. Data paths in the config are
+    absolute; a config file's relative paths are relative to its folder."""
+    given = given_settings(args)
     if args.resume:
         run = rundir.Run(args.resume).require()
-        saved = run.config()
-        model_config = SASRecConfig(**saved["model"])
-        train_config = TrainConfig(**saved["train"] | {k: v for k, v in vars(args).items()
-                                                       if k in ("epochs", "patience", "device", "threads") and v is not None})
-        data, out = rundir.absolute_data_config(saved["data"], run.path), run.path
-    else:
-        if not args.data or not args.out:
-            raise DataError("train needs DATA and --out RUN_DIR (or --resume RUN_DIR)")
-        settings = MODEL_FLAGS.keys() | {f.name for f in fields(TrainConfig)}
-        model_config, train_config = configs_from_flags(
-            args.preset, **{name: value for name, value in vars(args).items() if name in settings})
-        data, out = data_config(args), Path(args.out)
+        config = RunConfig.read(run.path / "config.json")
+        config = with_settings(config, **{k: v for k, v in given.items() if k in RESUME_SETTINGS})
+        return replace(config, data=config.data.resolved_from(run.path)), run.path, True
+    if not args.out:
+        raise DataError("train needs --out RUN_DIR (or --resume RUN_DIR)")
+    if args.config:
+        config = RunConfig.read(args.config)
+        config = with_settings(config, **given)
+        return replace(config, data=config.data.resolved_from(Path(args.config).parent)), Path(args.out), False
+    if not args.data:
+        raise DataError("train needs DATA and --out RUN_DIR (or --config FILE, or --resume RUN_DIR)")
+    model, train_config = configs(args.preset, **given)
+    return RunConfig(model, train_config, data_config(args)), Path(args.out), False
 
-    dataset = rundir.load_data(data)
-    out.mkdir(parents=True, exist_ok=True)
-    recorded = rundir.relative_data_config(data | {"name": data.get("name") or args.name or Path(data["path"]).stem}, out)
+
+def cmd_train(args):
+    config, out, resume = training_request(args)
+    status = rundir.StatusWriter(out)
+
+    def fail(message: str) -> None:  # into a run directory that exists: the app's, or a resumed one
+        if out.is_dir():
+            status.write(rundir.FAILED, message)
+
     progress = ProgressPrinter()
     try:
-        result = train(dataset, model_config, train_config, out, data_config=recorded,
-                       on_progress=progress, resume=bool(args.resume))
+        dataset = config.data.load()
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            config = defaults.resolve(config, dataset, resolve_device(config.train.device))
+            for setting, why in config.chosen.items():
+                print(f"{setting} = {why}", flush=True)
+        config = replace(config, data=config.data.relative_to(out))
+        result = train(dataset, config, out, on_progress=progress, resume=resume)
+    except torch.OutOfMemoryError as err:
+        message = (f"out of memory on {config.train.device}: try a smaller --batch-size or --maxlen, or "
+                   f"--loss sampled-ce ({str(err).splitlines()[0][:200]})")
+        fail(message)
+        raise rundir.RunError(message) from err
+    except (DataError, rundir.RunError, ValueError, OSError) as err:
+        fail(str(err))
+        raise
     except Exception as err:
-        message = f"out of memory: try a smaller --batch-size or --maxlen ({err})" if isinstance(err, torch.OutOfMemoryError) else f"{type(err).__name__}: {err}"
-        if Path(out).is_dir():
-            rundir.write_status(out, rundir.FAILED, message)
+        fail(f"{type(err).__name__}: {err}")
         raise
     finally:
         progress.close()
+    best = result["best_valid_ndcg@10"]
     summary = (f"{result['state']}: {result['message']}; {result['epochs']} epochs in {result['elapsed_seconds']:.1f} s "
-               f"on {result['device']}, best valid NDCG@10 {result['best_valid_ndcg@10']:.4f} at epoch {result['best_epoch']}")
+               f"on {result['device']}" + (f", best valid NDCG@10 {best:.4f} at epoch {result['best_epoch']}"
+                                           if best is not None else ""))
     if "test" in result:
         summary += f", test NDCG@10 {result['test']['ndcg@10']:.4f} HR@10 {result['test']['hr@10']:.4f}"
     print(summary + f" -> {out}")
@@ -131,20 +170,15 @@ class ProgressPrinter:
 
 def cmd_evaluate(args):
     run = rundir.Run(args.run_dir).require()
-    report = evaluate_run(run.path, exclude_history=not args.keep_history)
-    rundir.write_json(run.path / "test_metrics.json", report.metrics)
+    metrics = run.test_metrics()
+    if metrics is None or args.recompute:
+        metrics = evaluate_run(run.path)
     if not args.json:
-        print(metrics_table(report.metrics).to_string(float_format="{:.4f}".format))
-        print("\nFull ranking over every item (history excluded unless --keep-history);"
-              " 'sampled' ranks the true item among 100 random unseen items, as in the paper, and overstates quality.")
-    print(json.dumps(report.metrics))
-
-
-def metrics_table(metrics: dict) -> pd.DataFrame:
-    rows = {"SASRec": "", "Most popular": "pop_", "Markov": "markov_",
-            "SASRec (sampled)": "sampled_", "Most popular (sampled)": "pop_sampled_", "Markov (sampled)": "markov_sampled_"}
-    columns = [f"{m}@{k}" for m in ("hr", "ndcg") for k in KS] + ["mrr"]
-    return pd.DataFrame({name: {c.upper(): metrics[prefix + c] for c in columns} for name, prefix in rows.items()}).T
+        print(metrics_table(metrics).to_string(float_format="{:.4f}".format))
+        print(f"\nTest split: {metrics.get('users', '?'):,} users ({metrics.get('skipped_users', 0):,} with fewer than 3 "
+              "events skipped). Full ranking over every item, history excluded; 'sampled' ranks the true item "
+              "among 100 random unseen items, as in the paper, and overstates quality.")
+    print(json.dumps(metrics))
 
 
 def cmd_recommend(args):
@@ -170,35 +204,19 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("train", help="train a model, writing a run directory")
-    add_data_arguments(p, optional=True)  # not needed with --resume
+    add_data_arguments(p, optional=True)  # not needed with --config or --resume
     p.set_defaults(func=cmd_train)
     p.add_argument("--out", help="run directory to write")
+    p.add_argument("--config", help="a run configuration (JSON, as in a run's config.json) to train")
     p.add_argument("--name", help="dataset name to record (default: the file name)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="sasrec+",
-                   help="sasrec+: full cross-entropy (default); paper: d=50, 2 blocks, 1 head, BCE; "
-                        "demo: maxlen 50, 10 epochs (the bundled demo model)")
-    p.add_argument("--loss", choices=LOSSES)
-    p.add_argument("--num-negatives", type=int, dest="num_negatives", help="negatives per batch for sampled-ce")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--patience", type=int, help="validations without improvement before stopping")
-    p.add_argument("--eval-every", type=int, dest="eval_every", help="epochs between validations")
-    p.add_argument("--maxlen", type=int)
-    p.add_argument("--hidden", type=int)
-    p.add_argument("--blocks", type=int)
-    p.add_argument("--heads", type=int)
-    p.add_argument("--dropout", type=float)
-    p.add_argument("--norm", choices=("paper", "pre"), help="layer-norm placement")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--beta2", type=float)
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run (may change "
+                                                      f"{', '.join(RESUME_SETTINGS)})")
+    p.add_argument("--preset", choices=list(PRESETS), default="auto", help=PRESET_HELP)
+    add_setting_arguments(p)
 
     p = commands.add_parser("evaluate", help="test-split metrics of a run, with baselines")
     p.add_argument("run_dir")
-    p.add_argument("--keep-history", action="store_true", help="do not exclude already-seen items from the ranking")
+    p.add_argument("--recompute", action="store_true", help="evaluate again instead of reading the stored results")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     p.set_defaults(func=cmd_evaluate)
 
@@ -226,9 +244,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, rundir.RunError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except ValueError as err:  # invalid settings, e.g. hidden size not divisible by heads
+    # Bad data, a bad run directory, invalid settings (8 heads for a hidden size of 50), a full disk.
+    except (DataError, rundir.RunError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -1,8 +1,8 @@
 """Leave-one-out evaluation: full ranking, the paper's sampled protocol, and baselines.
 
-A user's history is a slice [start, end) of the dataset's flat item array and the target
-is the item right after it, so the validation and test splits need no copies:
-validation predicts the second-to-last item from everything before it, test the last.
+The histories and targets come from sequences.holdout: validation predicts the second to
+last item from everything before it, test the last. Users too short for a split are
+skipped and counted (`users`, `skipped_users` in every report).
 """
 
 from dataclasses import dataclass
@@ -11,31 +11,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .inference import Recommender, load_run_dataset
+from . import sequences
+from .sequences import Holdout
 
 KS = (1, 5, 10, 20)
 NUM_SAMPLED = 100  # negatives per user in the paper's protocol
-
-
-def left_padded(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
-    """The last `width` items of each slice items[start:end], left-padded with 0: (len(starts), width)."""
-    index = ends[:, None] - width + np.arange(width)  # (n, width)
-    valid = index >= starts[:, None]
-    if not len(items):
-        return np.zeros(index.shape, dtype=np.int64)
-    return np.where(valid, items[np.clip(index, 0, None)], 0)
-
-
-def history_bounds(dataset, split: str):
-    """(starts, ends, targets) of each user's history for 'valid' or 'test'."""
-    held_out = {"valid": 2, "test": 1}[split]
-    starts, ends = dataset.offsets[:-1], dataset.offsets[1:] - held_out
-    return starts, ends, dataset.items[ends]
+# Scores held at once while ranking: users per batch shrink as the catalog grows, so that a
+# 1M-item catalog never needs more than this many floats (256 MB).
+MAX_SCORES = 1 << 26
+MODELS = {"": "SASRec", "markov_": "Markov", "pop_": "Most popular"}  # report prefix -> name
 
 
 def rank_metrics(ranks: np.ndarray, ks=KS, prefix: str = "") -> dict[str, float]:
     """HR@K, NDCG@K and MRR from 1-based ranks of the true item."""
     ranks = np.asarray(ranks, dtype=np.float64)
+    if not len(ranks):
+        return {**{f"{prefix}{m}@{k}": float("nan") for k in ks for m in ("hr", "ndcg")}, f"{prefix}mrr": float("nan")}
     out = {}
     for k in ks:
         hit = ranks <= k
@@ -45,19 +36,21 @@ def rank_metrics(ranks: np.ndarray, ks=KS, prefix: str = "") -> dict[str, float]
     return out
 
 
-def sample_negatives(dataset, num: int = NUM_SAMPLED, seed: int = 0) -> np.ndarray:
-    """(num_users, num) items drawn uniformly, with replacement as in the paper's code, among
-    those the user never interacted with.
+def sample_negatives(dataset, users: np.ndarray, num: int = NUM_SAMPLED, seed: int = 0) -> np.ndarray:
+    """(len(users), num) items drawn uniformly, with replacement as in the paper's code, among
+    those each user never interacted with.
 
     A user who has seen (almost) the whole catalog gets padding (item 0) where no unseen
     item turned up: padding always scores -inf, so they are ranked among fewer items.
     """
     rng = np.random.default_rng(seed)
-    num_users, num_items = dataset.num_users, dataset.num_items
-    users = np.repeat(np.arange(num_users), np.diff(dataset.offsets))
-    seen = np.unique(users.astype(np.int64) * (num_items + 1) + dataset.items)
-    negatives = rng.integers(1, num_items + 1, size=(num_users, num))
-    row = np.arange(num_users)[:, None]
+    num_items = dataset.num_items
+    lengths = np.diff(dataset.offsets)[users]
+    positions = sequences_positions(dataset.offsets[:-1][users], dataset.offsets[1:][users])
+    row_of = np.repeat(np.arange(len(users)), lengths)
+    seen = np.unique(row_of.astype(np.int64) * (num_items + 1) + dataset.items[positions])
+    negatives = rng.integers(1, num_items + 1, size=(len(users), num))
+    row = np.arange(len(users))[:, None]
     for _ in range(100):
         clash = np.isin(row * (num_items + 1) + negatives, seen)
         if not clash.any():
@@ -68,125 +61,160 @@ def sample_negatives(dataset, num: int = NUM_SAMPLED, seed: int = 0) -> np.ndarr
     return negatives
 
 
+def users_per_batch(num_items: int, most: int = 256) -> int:
+    return int(np.clip(MAX_SCORES // (num_items + 1), 1, most))
+
+
 @torch.no_grad()
-def rank_targets(score_fn, items, starts, ends, targets, *, exclude_history=True, negatives=None,
+def rank_targets(score_fn, items, split: Holdout, *, exclude_history=True, negatives=None,
                  batch_size=256, device="cpu") -> dict[str, np.ndarray]:
     """Rank each target among all items (and among its sampled negatives, if given).
 
-    score_fn(rows) returns (len(rows), N+1) scores for those users; column 0 is padding.
-    Excluding the history never excludes the target itself, so repeat consumption is
-    still scored fairly.
+    score_fn(rows) returns (len(rows), N+1) scores for those rows of the split; column 0 is
+    padding. History items are hidden by sequences.hide_seen, never the target itself.
     """
     # Users of similar history length share a batch: each batch is cut to its longest
     # history, so this keeps the padding (and the attention cost) small.
-    order = np.argsort(ends - starts, kind="stable")
-    out = {"rank": np.zeros(len(targets), dtype=np.int64)}
+    order = np.argsort(split.ends - split.starts, kind="stable")
+    out = {"rank": np.zeros(len(split), dtype=np.int64)}
     if negatives is not None:
-        out["sampled_rank"] = np.zeros(len(targets), dtype=np.int64)
-    for lo in range(0, len(targets), batch_size):
+        out["sampled_rank"] = np.zeros(len(split), dtype=np.int64)
+    for lo in range(0, len(split), batch_size):
         rows = order[lo: lo + batch_size]
         scores = score_fn(rows).float()
         scores[:, 0] = float("-inf")
-        target = torch.as_tensor(targets[rows], device=device).long().unsqueeze(1)
-        target_score = scores.gather(1, target)
+        target = torch.as_tensor(split.targets[rows], device=device).long()
+        target_score = scores.gather(1, target[:, None])
         if negatives is not None:
             negative_scores = scores.gather(1, torch.as_tensor(negatives[rows], device=device).long())
             out["sampled_rank"][rows] = ((negative_scores > target_score).sum(1) + 1).cpu().numpy()
         if exclude_history:
-            width = int((ends[rows] - starts[rows]).max())
-            history = left_padded(items, starts[rows], ends[rows], max(width, 1))
-            scores.scatter_(1, torch.as_tensor(history, device=device).long(), float("-inf"))
-            scores.scatter_(1, target, target_score)
+            width = int(max(1, (split.ends[rows] - split.starts[rows]).max()))
+            seen = sequences.left_padded(items, split.starts[rows], split.ends[rows], width)
+            sequences.hide_seen(scores, torch.as_tensor(seen, device=device).long(), keep=target)
         out["rank"][rows] = ((scores > target_score).sum(1) + 1).cpu().numpy()
     return out
 
 
-def sasrec_scorer(model, items, starts, ends, device):
-    maxlen = model.config.maxlen
-
+def sasrec_scorer(model, items, split: Holdout, device):
     def score(rows):
-        width = int(min(maxlen, max(1, (ends[rows] - starts[rows]).max())))
-        history = left_padded(items, np.maximum(starts[rows], ends[rows] - maxlen), ends[rows], width)
+        history = sequences.model_inputs(items, split.starts[rows], split.ends[rows], model.config.maxlen)
         last, _ = model.last_hidden(torch.as_tensor(history, device=device).long())
         return model.score_items(last)
 
     return score
 
 
-def popularity_scorer(items, starts, ends, num_items, device):
-    """Most-popular: interaction counts over everyone's history."""
-    counts = np.bincount(items[_positions(starts, ends)], minlength=num_items + 1)
+def known_positions(dataset, split: str) -> np.ndarray:
+    """Every position the baselines may learn from when predicting `split`: each history of the
+    split, and all items of the users too short to have it."""
+    lengths = np.diff(dataset.offsets)
+    held_out = np.where(lengths >= sequences.MIN_LENGTH, sequences.HELD_OUT[split], 0)
+    return sequences_positions(dataset.offsets[:-1], dataset.offsets[1:] - held_out)
+
+
+def popularity_scorer(dataset, split: Holdout, split_name: str, device):
+    """Most-popular: interaction counts over everything known before the split's targets."""
+    counts = np.bincount(dataset.items[known_positions(dataset, split_name)], minlength=dataset.num_items + 1)
     counts = torch.as_tensor(counts, device=device).float()
     return lambda rows: counts.repeat(len(rows), 1)
 
 
-def markov_scorer(items, starts, ends, num_items, device):
-    """First-order Markov chain: counts of item -> next item within histories, ties broken by popularity."""
-    positions = _positions(starts, ends)
+def markov_scorer(dataset, split: Holdout, split_name: str, device):
+    """First-order Markov chain: counts of item -> next item in everything known before the
+    split's targets, ties broken by popularity."""
+    lengths = np.diff(dataset.offsets)
+    held_out = np.where(lengths >= sequences.MIN_LENGTH, sequences.HELD_OUT[split_name], 0)
+    starts, ends = dataset.offsets[:-1], dataset.offsets[1:] - held_out
+    positions = sequences_positions(starts, ends)
+    num_items, items = dataset.num_items, dataset.items
     counts = np.bincount(items[positions], minlength=num_items + 1).astype(np.float64)
-    # A pair (j, j+1) is a transition when both lie inside the same history.
+    # A pair (j, j+1) is a transition when both lie inside the same known part.
     has_next = np.ones(len(positions), dtype=bool)
-    has_next[np.cumsum(ends - starts)[ends - starts > 0] - 1] = False
+    known = ends - starts
+    has_next[np.cumsum(known)[known > 0] - 1] = False
     sources, following = items[positions[has_next]], items[positions[has_next] + 1]
-    transitions = torch.sparse_coo_tensor(
-        np.stack([sources, following]), np.ones(len(sources)), (num_items + 1, num_items + 1), check_invariants=True
-    ).coalesce().float().to(device)
+    # The transition counts as a CSR matrix over item ids: row i lists what followed item i.
+    pairs, counts_of_pair = np.unique(sources.astype(np.int64) * (num_items + 1) + following, return_counts=True)
+    source_of_pair, next_of_pair = pairs // (num_items + 1), pairs % (num_items + 1)
+    row_start = np.searchsorted(source_of_pair, np.arange(num_items + 2))
     tie_break = torch.as_tensor(counts / (counts.max() + 1), device=device).float()  # < 1: never beats a count
 
     def score(rows):
-        last = torch.as_tensor(items[ends[rows] - 1], device=device).long()
-        return transitions.index_select(0, last).to_dense() + tie_break
+        last = items[split.ends[rows] - 1]
+        lo, hi = row_start[last], row_start[last + 1]
+        pair = sequences_positions(lo, hi)
+        scores = tie_break.repeat(len(rows), 1)
+        scores[torch.as_tensor(np.repeat(np.arange(len(rows)), hi - lo), device=device),
+               torch.as_tensor(next_of_pair[pair], device=device)] += torch.as_tensor(
+            counts_of_pair[pair], device=device, dtype=torch.float)
+        return scores
 
     return score
 
 
-def _positions(starts, ends) -> np.ndarray:
+def sequences_positions(starts, ends) -> np.ndarray:
     """Flat indices of every item in the slices [start, end), in order."""
-    lengths = ends - starts
+    lengths = np.maximum(ends - starts, 0)
     offsets_in_slice = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return np.repeat(starts, lengths) + offsets_in_slice
 
 
 @dataclass
 class Report:
-    metrics: dict[str, float]  # flat, e.g. "ndcg@10", "sampled_ndcg@10", "pop_ndcg@10", "markov_hr@10"
-    per_user: pd.DataFrame  # user_id, history_length, rank, sampled_rank, pop_rank, markov_rank
+    metrics: dict[str, float]  # flat, e.g. "ndcg@10", "sampled_ndcg@10", "pop_ndcg@10", "markov_hr@10", "users"
+    per_user: pd.DataFrame  # user_id, history_length, rank, sampled_rank, pop_rank, markov_rank, ...
 
 
-def evaluate(model, dataset, split="test", *, ks=KS, exclude_history=True, device="cpu",
-             seed=0, batch_size=256) -> Report:
-    """SASRec against the most-popular and Markov baselines on one leave-one-out split."""
+def evaluate(model, dataset, split="test", *, ks=KS, exclude_history=True, device="cpu", seed=0,
+             on_progress=None) -> Report:
+    """SASRec against the most-popular and Markov baselines on one leave-one-out split, over every
+    user who has it. on_progress(done, total) is called as the scorers advance."""
     model.eval()
-    starts, ends, targets = history_bounds(dataset, split)
-    negatives = sample_negatives(dataset, seed=seed)
-    common = dict(exclude_history=exclude_history, negatives=negatives, batch_size=batch_size, device=device)
+    holdout = sequences.holdout(dataset, split)
+    negatives = sample_negatives(dataset, holdout.users, seed=seed)
+    common = dict(exclude_history=exclude_history, negatives=negatives, device=device,
+                  batch_size=users_per_batch(dataset.num_items))
     scorers = {
-        "": sasrec_scorer(model, dataset.items, starts, ends, device),
-        "pop_": popularity_scorer(dataset.items, starts, ends, dataset.num_items, device),
-        "markov_": markov_scorer(dataset.items, starts, ends, dataset.num_items, device),
+        "": sasrec_scorer(model, dataset.items, holdout, device),
+        "pop_": popularity_scorer(dataset, holdout, split, device),
+        "markov_": markov_scorer(dataset, holdout, split, device),
     }
-    metrics, per_user = {}, {"user_id": dataset.user_ids, "history_length": ends - starts}
-    for prefix, scorer in scorers.items():
-        ranked = rank_targets(scorer, dataset.items, starts, ends, targets, **common)
+    metrics = {"users": len(holdout), "skipped_users": holdout.skipped}
+    per_user = {"user_id": dataset.user_ids[holdout.users], "history_length": holdout.ends - holdout.starts}
+    for step, (prefix, scorer) in enumerate(scorers.items()):
+        ranked = rank_targets(scorer, dataset.items, holdout, **common)
         metrics |= rank_metrics(ranked["rank"], ks, prefix)
         metrics |= rank_metrics(ranked["sampled_rank"], ks, prefix + "sampled_")
         per_user[prefix + "rank"] = ranked["rank"]
         per_user[prefix + "sampled_rank"] = ranked["sampled_rank"]
+        if on_progress:
+            on_progress(step + 1, len(scorers))
     return Report(metrics, pd.DataFrame(per_user))
 
 
-def validation_metrics(model, dataset, device="cpu", batch_size=256) -> dict[str, float]:
-    """Full-ranking NDCG@10 and HR@10 on the validation split, for model selection."""
+def validation_users(dataset, sample: int | None, seed: int = 0) -> Holdout:
+    """The validation split, or a fixed random sample of `sample` of its users (the same every epoch)."""
+    split = sequences.holdout(dataset, "valid")
+    if not sample or sample >= len(split):
+        return split
+    rows = np.sort(np.random.default_rng(seed).choice(len(split), size=sample, replace=False))
+    return split.subset(rows)
+
+
+def validation_metrics(model, dataset, split: Holdout, device="cpu") -> dict[str, float]:
+    """Full-ranking NDCG@10 and HR@10 on (a sample of) the validation split, for model selection."""
     model.eval()
-    starts, ends, targets = history_bounds(dataset, "valid")
-    scorer = sasrec_scorer(model, dataset.items, starts, ends, device)
-    ranked = rank_targets(scorer, dataset.items, starts, ends, targets, batch_size=batch_size, device=device)
+    scorer = sasrec_scorer(model, dataset.items, split, device)
+    ranked = rank_targets(scorer, dataset.items, split, device=device, batch_size=users_per_batch(dataset.num_items))
     metrics = rank_metrics(ranked["rank"], ks=(10,))
     return {"valid_ndcg@10": metrics["ndcg@10"], "valid_hr@10": metrics["hr@10"]}
 
 
-def evaluate_run(run_dir, split: str = "test", exclude_history: bool = True) -> Report:
-    """Evaluate a run's best checkpoint on the data it was trained on."""
-    dataset = load_run_dataset(run_dir)
-    model = Recommender.from_run(run_dir).model
-    return evaluate(model, dataset, split, exclude_history=exclude_history)
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """One row per model and protocol (SASRec, Most popular, Markov, then each '(sampled)'),
+    columns HR@K, NDCG@K and MRR."""
+    rows = {"SASRec": "", "Most popular": "pop_", "Markov": "markov_",
+            "SASRec (sampled)": "sampled_", "Most popular (sampled)": "pop_sampled_", "Markov (sampled)": "markov_sampled_"}
+    columns = [f"{m}@{k}" for m in ("hr", "ndcg") for k in KS] + ["mrr"]
+    return pd.DataFrame({name: {c.upper(): metrics.get(prefix + c) for c in columns} for name, prefix in rows.items()}).T

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import rundir
-from .data import DataError
+from . import rundir, sequences
+from .config import RunConfig
 from .model import SASRec, SASRecConfig
+from .readers import DataError
 
 
 @dataclass
@@ -33,9 +34,15 @@ class Recommender:
     @classmethod
     def from_run(cls, run_dir, checkpoint: str = "best") -> "Recommender":
         run = rundir.Run(run_dir).require()
-        model = SASRec(SASRecConfig(**run.config()["model"]))
-        model.load_state_dict(rundir.load_weights(run.checkpoint(checkpoint)))
-        catalog = pd.read_parquet(Path(run_dir) / "items.parquet").set_index("index")
+        try:
+            model = SASRec(SASRecConfig(**run.config()["model"]))
+        except (TypeError, ValueError) as err:
+            raise rundir.RunError(f"run {run.name}: config.json does not describe a model ({err})") from err
+        rundir.load_model_weights(model, run.checkpoint(checkpoint))
+        try:
+            catalog = pd.read_parquet(run.path / "items.parquet").set_index("index")
+        except (OSError, ValueError, KeyError) as err:
+            raise rundir.RunError(f"run {run.name}: items.parquet is missing or unreadable") from err
         return cls(model, catalog)
 
     @property
@@ -55,17 +62,17 @@ class Recommender:
 
     @torch.no_grad()
     def recommend(self, history, k: int = 10, exclude_history: bool = True) -> Recommendation:
-        """Top-k next items for a history of original item ids, oldest first. Only the most
-        recent maxlen items are used."""
+        """Top-k next items for a history of original item ids, oldest first. The model reads the
+        most recent maxlen items; hiding the history hides all of it, as evaluation does."""
         started = time.perf_counter()
-        items = self.to_internal(list(history)[-self.maxlen:])
-        if len(items) == 0:
+        seen = self.to_internal(list(history))
+        if len(seen) == 0:
             raise DataError("the history is empty: add at least one item")
+        items = seen[-self.maxlen:]
         last, attention = self.model.last_hidden(torch.tensor(items)[None], need_weights=True)
-        scores = self.model.score_items(last)[0]  # (N+1,)
-        scores[0] = float("-inf")
-        if exclude_history:
-            scores[items] = float("-inf")
+        scores = self.model.score_items(last)  # (1, N+1)
+        sequences.hide_seen(scores, torch.tensor(seen if exclude_history else [0])[None])
+        scores = scores[0]
         probabilities = scores.softmax(0)
         k = min(k, int(torch.isfinite(scores).sum()))
         top = torch.topk(scores, k).indices.numpy()
@@ -113,14 +120,13 @@ def load_run_dataset(run_dir):
     Raises DataError when the data has moved or no longer matches the run's catalog,
     since every internal id would then mean a different item.
     """
-    data = rundir.Run(run_dir).require().config().get("data") or {}
-    if not data.get("path"):
-        raise DataError(f"{run_dir}: the run does not record which data it was trained on")
-    data = rundir.absolute_data_config(data, run_dir)
-    if not Path(data["path"]).exists():
-        raise DataError(f"{data['path']}: the data this run was trained on is no longer there")
-    dataset = rundir.load_data(data)
-    trained_ids = pd.read_parquet(Path(run_dir) / "items.parquet", columns=["item_id"])["item_id"]
+    run = rundir.Run(run_dir).require()
+    data = RunConfig.read(run.path / "config.json").data.resolved_from(run.path)
+    name = data.name or Path(data.path).name
+    if not Path(data.path).exists():
+        raise DataError(f"the data this run was trained on ({name}) is no longer there")
+    dataset = data.load()
+    trained_ids = pd.read_parquet(run.path / "items.parquet", columns=["item_id"])["item_id"]
     if list(dataset.item_ids[1:]) != list(trained_ids):
-        raise DataError(f"{data['path']}: the data has changed since this run was trained (its items differ)")
+        raise DataError(f"the data this run was trained on ({name}) has changed since (its items differ)")
     return dataset

@@ -18,18 +18,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .settings import setting
+
 
 @dataclass
 class SASRecConfig:
-    num_items: int  # catalog size N: item ids are 1..N, 0 is padding
-    maxlen: int = 200  # longest history the model looks at
-    hidden: int = 64
-    num_blocks: int = 2
-    num_heads: int = 2
-    dropout: float = 0.3  # on ml-100k 0.3 beats the paper's 0.2 (bench/train_eval.py)
+    num_items: int = 0  # catalog size N: item ids are 1..N, 0 is padding; set from the data
+    maxlen: int | None = setting(None, "longest history the model looks at (default: from the data's lengths)",
+                                 label="Max length", form=True, low=2, high=5_000, type=int)
+    hidden: int = setting(64, "embedding and hidden size d", label="Hidden size", form=True, low=4, high=2_048)
+    num_blocks: int = setting(2, "self-attention blocks", flag="blocks", label="Blocks", form=True, low=1, high=24)
+    num_heads: int = setting(2, "attention heads per block (must divide the hidden size)", flag="heads",
+                             label="Heads", form=True, low=1, high=64)
+    # On ml-100k 0.3 beats the paper's 0.2 (bench/train_eval.py).
+    dropout: float = setting(0.3, "dropout on the embeddings and feed-forward layers", label="Dropout", form=True,
+                             low=0.0, high=0.9, step=0.05)
     # "paper": the placement of the authors' code (queries and FFN input normalised, residuals
     # taken from the normalised input); "pre": the standard pre-LN Transformer block.
-    norm: str = "paper"
+    norm: str = setting("paper", "layer-norm placement", choices=("paper", "pre"))
 
     def __post_init__(self):
         if self.hidden % self.num_heads:

@@ -1,19 +1,22 @@
 """The run directory: what a training process writes and what the app and the CLI read.
 
-    config.json        model, training and data settings
-    status.json        {"state": running|finished|stopped|failed, "message": ...}
-    progress.json      the latest step: epoch, step, ETA, a thinned loss curve
-    metrics.jsonl      one JSON object per epoch
-    best.safetensors   weights with the best validation NDCG@10
-    last.safetensors   weights at the end of the latest epoch (or at the stop)
-    optimizer.pt       optimizer state and counters, for resuming
-    items.parquet      internal id -> original id, title, category
-    test_metrics.json  test-split report, written once training has ended
-    train.log          the process's output, when the app started it
-    STOP               created by anyone who wants the run to end
+    config.json          the run's RunConfig (config.py), with what was chosen and the dataset's shape
+    launch.json          written once by whoever started the process (the app): its pid and start time
+    status.json          {"state": running|finished|stopped|failed, "message": ...}; only the trainer writes it
+    progress.json        the latest step: epoch, step, ETA, a thinned loss curve
+    metrics.jsonl        one JSON object per epoch
+    best.safetensors     weights with the best validation NDCG@10
+    last.safetensors     weights at the end of the latest epoch (or at the stop)
+    checkpoint.safetensors  weights, optimizer state and counters in one file, for resuming
+    items.parquet        internal id -> original id, title, category
+    test_metrics.json    test-split report, written once training has ended
+    evaluation/          everything the Evaluate page shows, written once at the end (report.py)
+    train.log            the process's output, when the app started it
+    STOP                 created by anyone who wants the run to end
 
-Every file is replaced atomically (write a temporary file, then rename), so a reader
-never sees half a file.
+Every file is replaced atomically (write a temporary file, then rename), so a reader never
+sees half a file, and a process killed at any moment leaves the previous complete version.
+Weights are safetensors and state is JSON: nothing read from a run directory is unpickled.
 """
 
 import json
@@ -21,13 +24,18 @@ import os
 import time
 from pathlib import Path
 
+import psutil
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .data import Columns, Preprocessing, load_dataset
 from .files import atomic_write
 
 RUNNING, FINISHED, STOPPED, FAILED = "running", "finished", "stopped", "failed"
+INTERRUPTED = "interrupted"  # the status says running, but its process has gone
+CHECKPOINT = "checkpoint.safetensors"
+OUTPUTS = ("STOP", "best.safetensors", "last.safetensors", CHECKPOINT, "metrics.jsonl", "progress.json",
+           "test_metrics.json")
 
 
 class RunError(Exception):
@@ -39,9 +47,11 @@ def write_json(path: Path, obj) -> None:
 
 
 def read_json(path: Path, default=None):
+    """The JSON in `path`, or `default` if the file is missing or is not JSON (a file is only ever
+    replaced whole, so an unreadable one was not written by this program)."""
     try:
         return json.loads(Path(path).read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError, json.JSONDecodeError):
         return default
 
 
@@ -51,9 +61,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def read_jsonl(path: Path) -> list[dict]:
     try:
-        return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
-    except FileNotFoundError:
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError, json.JSONDecodeError):
         return []
+    return [row for row in rows if isinstance(row, dict)]
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -62,37 +73,143 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path))
+    """The tensors of a safetensors file; RunError, never a traceback, for anything else."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise RunError(f"{Path(path).name} in run {Path(path).parent.name} is not a readable safetensors weights "
+                       f"file ({type(err).__name__}: {str(err)[:120]})") from err
+
+
+def load_model_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load weights into `model`; RunError if they are not this model's (another size, missing tensors)."""
+    try:
+        model.load_state_dict(load_weights(path))
+    except RuntimeError as err:
+        raise RunError(f"{Path(path).name} in run {Path(path).parent.name} does not fit the model its config.json "
+                       f"describes: {str(err).splitlines()[0][:160]}") from err
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Weights, optimizer moments and the loop's counters in one atomically written file, so that a
+    kill at any moment leaves either the previous checkpoint or this one, never a mix."""
+    tensors = {f"model.{k}": v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    saved = optimizer.state_dict()
+    for index, moments in saved["state"].items():
+        for name, value in moments.items():
+            tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value).detach().float().cpu().contiguous()
+    groups = [{k: v for k, v in group.items()} for group in saved["param_groups"]]
+    metadata = {"state": json.dumps(state), "param_groups": json.dumps(groups)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore what save_checkpoint wrote; returns the loop's counters."""
+    from safetensors import safe_open
+
+    tensors = load_weights(path)
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata() or {}
+        state, groups = json.loads(metadata["state"]), json.loads(metadata["param_groups"])
+    except (KeyError, json.JSONDecodeError, SafetensorError) as err:
+        raise RunError(f"{Path(path).name}: not a resumable checkpoint ({err})") from err
+    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    moments: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            moments.setdefault(int(index), {})[name] = value
+    for group in groups:
+        group["betas"] = tuple(group["betas"]) if "betas" in group else group.get("betas")
+    device = next(model.parameters()).device
+    optimizer.load_state_dict({"state": {i: {k: (v if k == "step" else v.to(device)) for k, v in m.items()}
+                                         for i, m in moments.items()}, "param_groups": groups})
+    return state
+
+
+def process_identity(pid: int | None = None) -> dict:
+    """{"pid", "process_started"}: a process named so that a later process that reuses its pid is
+    not taken for it."""
+    process = psutil.Process(pid)
+    return {"pid": process.pid, "process_started": process.create_time()}
+
+
+def is_alive(identity: dict) -> bool:
+    """Whether the process `identity` names is still running (not a reused pid, not a zombie)."""
+    try:
+        process = psutil.Process(int(identity["pid"]))
+        same = abs(process.create_time() - float(identity["process_started"])) < 0.01
+        return same and process.status() != psutil.STATUS_ZOMBIE
+    except (KeyError, TypeError, ValueError, psutil.Error):
+        return False
+
+
+class StatusWriter:
+    """The training process's status.json. It alone writes the file, whole, from what it holds:
+    no other process reads it back and rewrites it."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "status.json"
+        self.identity = process_identity()
+        self.fields = {}
+
+    def write(self, state: str, message: str = "", **fields) -> None:
+        self.fields |= fields
+        write_json(self.path, {"state": state, "message": message, **self.identity, **self.fields,
+                               "updated": time.time()})
 
 
 class Run:
     """Read-only view of a run directory, for the CLI and the app."""
 
-    def __init__(self, path):
+    def __init__(self, path, name: str | None = None):
         self.path = Path(path)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
+        self.name = name or self.path.name  # the bundled demo's folder is not its name
 
     def exists(self) -> bool:
-        return (self.path / "config.json").exists()
+        return (self.path / "config.json").is_file()
 
     def require(self) -> "Run":
         if not self.path.is_dir():
             raise RunError(f"{self.path}: no such run directory")
         if not self.exists():
             raise RunError(f"{self.path}: not a run directory (config.json is missing)")
+        if not isinstance(self.config().get("model"), dict):
+            raise RunError(f"{self.path}: config.json is not a run configuration")
         return self
 
     def config(self) -> dict:
-        return read_json(self.path / "config.json", {})
+        config = read_json(self.path / "config.json", {})
+        return config if isinstance(config, dict) else {}
+
+    def launch(self) -> dict:
+        return read_json(self.path / "launch.json", {}) or {}
 
     def status(self) -> dict:
-        return read_json(self.path / "status.json", {"state": "unknown", "message": ""})
+        status = read_json(self.path / "status.json")
+        if isinstance(status, dict) and "state" in status:
+            return status
+        launch = self.launch()
+        if launch:  # started, but the trainer has not written yet
+            return {"state": RUNNING, "message": "starting: loading the data and building the model", **launch}
+        return {"state": "unknown", "message": ""}
+
+    def state(self) -> str:
+        """The status's state, or 'interrupted' when it says running but its process has gone
+        (killed, or the machine restarted): such a run would otherwise look as if it ran forever."""
+        status = self.status()
+        if status["state"] != RUNNING or self.is_alive():
+            return status["state"]
+        status = self.status()  # it may have written its last status and exited meanwhile
+        return INTERRUPTED if status["state"] == RUNNING else status["state"]
+
+    def is_alive(self) -> bool:
+        """Whether the process that owns this run is still there."""
+        return is_alive(self.status())
 
     def progress(self) -> dict:
-        return read_json(self.path / "progress.json", {})
+        return read_json(self.path / "progress.json", {}) or {}
 
     def metrics(self) -> list[dict]:
         return read_jsonl(self.path / "metrics.jsonl")
@@ -107,7 +224,7 @@ class Run:
             path = self.path / f"{name}.safetensors"
             if path.exists():
                 return path
-        raise RunError(f"{self.path}: no checkpoint yet (the run has not finished an epoch)")
+        raise RunError("no checkpoint yet: the first one is written at the end of epoch 1")
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -121,43 +238,17 @@ class Run:
     def stop_requested(self) -> bool:
         return (self.path / "STOP").exists()
 
-    def is_alive(self) -> bool:
-        """Whether the process that owns a 'running' status is still there."""
-        pid = self.status().get("pid")
-        if not pid:
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # alive, but another user's
-            return True
-        return True
+    def clear_outputs(self) -> None:
+        """Remove what an earlier training into this directory left, before a fresh start."""
+        for name in OUTPUTS:
+            (self.path / name).unlink(missing_ok=True)
 
 
-def write_status(run_dir: Path, state: str, message: str = "", **extra) -> None:
-    """Replace status.json; when and for which dataset the run started carry over."""
-    previous = read_json(Path(run_dir) / "status.json", {})
-    kept = {key: previous[key] for key in ("started", "dataset") if key in previous}
-    status = kept | {"state": state, "message": message, "pid": os.getpid(), "updated": time.time(), **extra}
-    write_json(Path(run_dir) / "status.json", status)
+def relative_to(run_dir, path: str | None) -> str | None:
+    """A data path as recorded in a run: relative to the run directory, so that a run moved
+    together with its data (a cloned repo, a copied workspace) still finds it."""
+    return path and os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())
 
 
-def relative_data_config(data: dict, run_dir) -> dict:
-    """Record data paths relative to the run directory, so that a run moved together with
-    its data (a cloned repo, a copied workspace) still finds it."""
-    run_dir = Path(run_dir).resolve()
-    relative = lambda p: p and os.path.relpath(Path(p).resolve(), run_dir)  # noqa: E731
-    return data | {"path": relative(data["path"]), "items": relative(data.get("items"))}
-
-
-def absolute_data_config(data: dict, run_dir) -> dict:
-    absolute = lambda p: p and str((Path(run_dir) / p).resolve())  # noqa: E731
-    return data | {"path": absolute(data["path"]), "items": absolute(data.get("items"))}
-
-
-def load_data(data: dict):
-    """The dataset a data config describes: paths, column roles and preprocessing."""
-    return load_dataset(data["path"], items=data.get("items"),
-                        roles=Columns(**data["roles"]) if data.get("roles") else None,
-                        preprocessing=Preprocessing.from_dict(data.get("preprocessing") or {}))
+def resolved_from(run_dir, path: str | None) -> str | None:
+    return path and str((Path(run_dir) / path).resolve())

@@ -7,80 +7,20 @@ and kept on the device; an epoch is a permutation of their rows.
 """
 
 import math
-import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import rundir
-from .evaluate import evaluate, left_padded, validation_metrics
-from .model import SASRec, SASRecConfig
-
-LOSSES = ("ce", "bce", "sampled-ce")
-
-
-@dataclass
-class TrainConfig:
-    loss: str = "ce"  # "ce": full softmax (SASRec+); "bce": the paper's; "sampled-ce": for huge catalogs
-    num_negatives: int = 256  # for sampled-ce
-    epochs: int = 200
-    # Validations without improvement before stopping. On ml-100k, validation NDCG@10 can
-    # stall for 10 epochs and then climb again (bench/train_eval.py, seeds 42-46).
-    patience: int = 20
-    eval_every: int = 1  # epochs between validations
-    lr: float = 2e-3
-    beta2: float = 0.98
-    # Windows, not positions, per batch. Small batches mean more updates per epoch: on
-    # ml-100k, 32 at lr 2e-3 reaches a better validation score in fewer seconds than the
-    # paper's 128 at 1e-3 (bench/train_eval.py).
-    batch_size: int = 32
-    device: str = "auto"
-    seed: int = 42
-    threads: int = 0  # 0 = all cores
-
-    def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
-
-
-@dataclass
-class Preset:
-    model: dict = field(default_factory=dict)
-    train: dict = field(default_factory=dict)
-
-
-PRESETS = {
-    "sasrec+": Preset(),  # the defaults of SASRecConfig and TrainConfig
-    "paper": Preset(
-        model=dict(hidden=50, num_blocks=2, num_heads=1, dropout=0.2, maxlen=200),
-        train=dict(loss="bce", lr=1e-3, beta2=0.98, batch_size=128),
-    ),
-    # The bundled demo model: the sample's patterns are learned in a few epochs, so it
-    # retrains in under a minute on two cores.
-    "demo": Preset(model=dict(maxlen=50), train=dict(epochs=10)),
-}
-
-
-# The CLI's names for the model settings; the training settings keep their field names.
-MODEL_FLAGS = {"maxlen": "maxlen", "hidden": "hidden", "blocks": "num_blocks", "heads": "num_heads",
-               "dropout": "dropout", "norm": "norm"}
-
-
-def configs_from_flags(preset: str = "sasrec+", **flags) -> tuple[SASRecConfig, TrainConfig]:
-    """The configs a training command builds: the defaults, the preset on top, then the
-    flags (by CLI name, e.g. heads=1, batch_size=256; None means not given)."""
-    given = {flag: value for flag, value in flags.items() if value is not None}
-    unknown = set(given) - set(MODEL_FLAGS) - {f.name for f in fields(TrainConfig)}
-    if unknown:
-        raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
-    model = PRESETS[preset].model | {MODEL_FLAGS[f]: v for f, v in given.items() if f in MODEL_FLAGS}
-    train = PRESETS[preset].train | {f: v for f, v in given.items() if f not in MODEL_FLAGS}
-    return SASRecConfig(num_items=0, **model), TrainConfig(**train)
+from . import defaults, rundir
+from .evaluate import validation_metrics, validation_users
+from .model import SASRec
+from .report import write_evaluation
+from .sequences import training_windows
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -96,21 +36,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if not available[name]:
         raise rundir.RunError(f"device {name!r} was asked for but is not available on this machine")
     return torch.device(name)
-
-
-def training_windows(dataset, maxlen: int):
-    """(inputs, targets), each (num_windows, maxlen), left-padded, over the training part
-    of every sequence (all but the last two items)."""
-    starts, ends = dataset.offsets[:-1], dataset.offsets[1:] - 2
-    num_positions = np.maximum(ends - starts - 1, 0)  # targets are items 1.. of the sequence
-    num_windows = -(-num_positions // maxlen)
-    user = np.repeat(np.arange(len(starts)), num_windows)
-    window = np.arange(num_windows.sum()) - np.repeat(np.cumsum(num_windows) - num_windows, num_windows)
-    target_end = ends[user] - window * maxlen  # window 0 ends at the newest position
-    target_start = np.maximum(starts[user] + 1, target_end - maxlen)
-    targets = left_padded(dataset.items, target_start, target_end, maxlen)
-    inputs = left_padded(dataset.items, target_start - 1, target_end - 1, maxlen)
-    return inputs, targets
 
 
 def sequence_loss(model, inputs, targets, loss: str, num_negatives: int = 256):
@@ -191,160 +116,184 @@ class LossCurve:
             self.points = self.points[::2]
 
 
-def train(dataset, model_config: SASRecConfig, config: TrainConfig, run_dir, data_config: dict | None = None,
-          on_progress=None, resume: bool = False) -> dict:
-    """Train SASRec on `dataset`, writing the run directory; returns the final status dict.
+class Trainer:
+    """One training run, step by step: set up (or restore) the model, then epochs of batches,
+    each followed by validation and a checkpoint, until the budget, early stopping or a stop
+    request; then the final test evaluation. The run directory says where it stands
+    throughout (see rundir.py); only this process writes its status.
 
     on_progress(event) receives {"kind": "step", ...progress} about twice a second and
     {"kind": "epoch", ...metrics} after each epoch.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    device = resolve_device(config.device)
-    model_config = replace(model_config, num_items=dataset.num_items)
-    model = SASRec(model_config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, config.beta2), fused=True)
 
-    run = rundir.Run(run_dir)
-    state = {"epoch": 0, "best_epoch": 0, "best_valid_ndcg@10": -1.0, "stale": 0, "elapsed_seconds": 0.0}
-    history, curve = [], LossCurve()
-    if resume:
-        model.load_state_dict(rundir.load_weights(run.checkpoint("last")))
-        saved = torch.load(run_dir / "optimizer.pt", weights_only=True, map_location=device)
-        optimizer.load_state_dict(saved["optimizer"])
-        state = rundir.read_json(run_dir / "train_state.json")
-        history, curve = run.metrics(), LossCurve(run.progress().get("loss_curve"))
-        rng = np.random.default_rng([config.seed, state["epoch"]])
-        (run_dir / "STOP").unlink(missing_ok=True)
-    else:
-        for stale in ("STOP", "best.safetensors", "last.safetensors", "metrics.jsonl", "test_metrics.json"):
-            (run_dir / stale).unlink(missing_ok=True)
+    def __init__(self, dataset, config, run_dir, on_progress=None, resume: bool = False):
+        self.dataset, self.run_dir, self.on_progress = dataset, Path(run_dir), on_progress
+        self.run = rundir.Run(self.run_dir)
+        if config.train.threads:
+            torch.set_num_threads(config.train.threads)
+        torch.manual_seed(config.train.seed)
+        self.device = resolve_device(config.train.device)
+        if not resume:  # what the config leaves open is chosen from the data (a resumed run chose already)
+            config = defaults.resolve(config, dataset, self.device)
+        self.config = config = replace(config, model=replace(config.model, num_items=dataset.num_items))
+        self.train_config = train_config = config.train
+        self.model = SASRec(config.model).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.lr,
+                                          betas=(0.9, train_config.beta2), fused=True)
+        self.status = rundir.StatusWriter(self.run_dir)
+        self.state = {"epoch": 0, "best_epoch": 0, "best_valid_ndcg@10": None, "stale": 0, "elapsed_seconds": 0.0}
+        self.history, self.curve = [], LossCurve()
+        if resume:
+            self.restore()
+        else:
+            self.run.clear_outputs()
+        self.rng = np.random.default_rng([train_config.seed, self.state["epoch"]])
+        self.write_config()
 
-    rundir.write_json(run_dir / "config.json", {
-        "model": model_config.to_dict(), "train": asdict(config), "data": data_config or {},
-        "dataset": dataset.stats(), "device": str(device), "device_name": device_name(device),
-        "bf16_autocast": bf16_autocast(device), "torch": torch.__version__, "created": time.time(),
-    })
-    catalog = dataset.catalog.rename_axis("index").reset_index()
-    rundir.atomic_write(run_dir / "items.parquet", lambda tmp: catalog.to_parquet(tmp, index=False))
+        windows = training_windows(dataset, config.model.maxlen)
+        self.inputs, self.targets = (torch.as_tensor(a, device=self.device).long() for a in windows)
+        self.lengths = (self.inputs != 0).sum(1).cpu().numpy()
+        self.steps_per_epoch = math.ceil(len(self.inputs) / train_config.batch_size)
+        self.positions_per_epoch = int(self.lengths.sum())
+        if self.positions_per_epoch == 0:
+            raise rundir.RunError("no training positions: every sequence is shorter than 2 items")
+        self.mean_positions = self.positions_per_epoch / self.steps_per_epoch
+        self.validation_split = validation_users(dataset, train_config.valid_users, seed=train_config.seed)
+        self.autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                                       enabled=bf16_autocast(self.device))
 
-    inputs, targets = (torch.as_tensor(a, device=device).long() for a in training_windows(dataset, model_config.maxlen))
-    lengths = (inputs != 0).sum(1).cpu().numpy()
-    steps_per_epoch = math.ceil(len(inputs) / config.batch_size)
-    positions_per_epoch = int((targets != 0).sum())
-    mean_positions = positions_per_epoch / steps_per_epoch
-    if positions_per_epoch == 0:
-        raise rundir.RunError("no training positions: every sequence is shorter than 3 items")
+    def restore(self) -> None:
+        self.state = rundir.load_checkpoint(self.run_dir / rundir.CHECKPOINT, self.model, self.optimizer)
+        self.history, self.curve = self.run.metrics(), LossCurve(self.run.progress().get("loss_curve"))
+        (self.run_dir / "STOP").unlink(missing_ok=True)
 
-    def checkpoint(extra_state=None):
-        rundir.save_weights(model, run_dir / "last.safetensors")
-        torch.save({"optimizer": optimizer.state_dict()}, run_dir / "optimizer.pt.tmp")
-        os.replace(run_dir / "optimizer.pt.tmp", run_dir / "optimizer.pt")
-        rundir.write_json(run_dir / "train_state.json", state | (extra_state or {}))
+    def write_config(self) -> None:
+        recorded = self.config.to_dict() | {
+            "dataset": self.dataset.stats(), "device": str(self.device), "device_name": device_name(self.device),
+            "bf16_autocast": bf16_autocast(self.device), "torch": torch.__version__, "created": time.time()}
+        rundir.write_json(self.run_dir / "config.json", recorded)
+        catalog = self.dataset.catalog.rename_axis("index").reset_index()
+        rundir.atomic_write(self.run_dir / "items.parquet", lambda tmp: catalog.to_parquet(tmp, index=False))
 
-    def progress(**fields):
-        report = {"epochs": config.epochs, "steps_per_epoch": steps_per_epoch, "device": str(device),
-                  "loss_curve": curve.points, **fields}
-        rundir.write_json(run_dir / "progress.json", report)
-        if on_progress:
-            on_progress({"kind": "step", **report})
+    def checkpoint(self) -> None:
+        rundir.save_weights(self.model, self.run_dir / "last.safetensors")
+        rundir.save_checkpoint(self.run_dir / rundir.CHECKPOINT, self.model, self.optimizer, self.state)
 
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16_autocast(device))
-    run_started = time.time() - state["elapsed_seconds"]
-    rundir.write_status(run_dir, rundir.RUNNING, f"training on {device_name(device)}", started=run_started,
-                        resumed=resume)
-    outcome, message = rundir.FINISHED, ""
-    with StopRequest(run_dir) as stop:
-        while state["epoch"] < config.epochs and not stop:
-            epoch = state["epoch"] + 1
-            model.train()
-            epoch_started = last_report = time.time()
-            batches = length_batches(lengths, config.batch_size, rng)
-            epoch_loss = torch.zeros((), device=device)
-            interval_loss, interval_positions = torch.zeros((), device=device), 0
-            for step in range(1, steps_per_epoch + 1):
-                rows = batches[step - 1]
-                width = int(lengths[rows].max())  # trim the all-padding columns on the left
-                positions = int(lengths[rows].sum())
-                rows = torch.as_tensor(rows, device=device)
-                with autocast:
-                    loss = sequence_loss(model, inputs[rows, -width:], targets[rows, -width:],
-                                         config.loss, config.num_negatives)
-                optimizer.zero_grad(set_to_none=True)
-                # A batch of short windows holds fewer positions than one of long windows:
-                # weighting by its share makes every position count the same, as it does
-                # with random batches.
-                (loss * (positions / mean_positions)).backward()
-                optimizer.step()
-                epoch_loss += loss.detach() * positions
-                interval_loss += loss.detach() * positions
-                interval_positions += positions
-                now = time.time()
-                if now - last_report > 0.5 or step == steps_per_epoch:
-                    mean_loss = float(interval_loss) / interval_positions  # the only host sync in the loop
-                    if not math.isfinite(mean_loss):
-                        outcome = rundir.FAILED
-                        message = (f"the loss became {mean_loss} at epoch {epoch}, step {step}: "
-                                   f"training diverged; try a lower learning rate (now {config.lr})")
-                        break
-                    global_step = (epoch - 1) * steps_per_epoch + step
-                    curve.add(global_step, mean_loss)
-                    elapsed = now - run_started
-                    seconds_per_step = (now - epoch_started) / step
-                    progress(epoch=epoch, step=step, global_step=global_step, loss=mean_loss,
-                             elapsed_seconds=elapsed,
-                             eta_seconds=seconds_per_step * (config.epochs * steps_per_epoch - global_step),
-                             examples_per_second=positions_per_epoch * step / steps_per_epoch / (now - epoch_started))
-                    interval_loss.zero_()
-                    interval_positions, last_report = 0, now
-                if stop:
-                    break
-            if outcome == rundir.FAILED:
+    def report_step(self, epoch: int, step: int, epoch_started: float, mean_loss: float) -> None:
+        now = time.time()
+        global_step = (epoch - 1) * self.steps_per_epoch + step
+        self.curve.add(global_step, mean_loss)
+        seconds_per_step = (now - epoch_started) / step
+        report = {"epochs": self.train_config.epochs, "steps_per_epoch": self.steps_per_epoch,
+                  "device": str(self.device), "loss_curve": self.curve.points, "epoch": epoch, "step": step,
+                  "global_step": global_step, "loss": mean_loss, "elapsed_seconds": now - self.started,
+                  "eta_seconds": seconds_per_step * (self.train_config.epochs * self.steps_per_epoch - global_step),
+                  "examples_per_second": self.positions_per_epoch * step / self.steps_per_epoch / (now - epoch_started)}
+        rundir.write_json(self.run_dir / "progress.json", report)
+        if self.on_progress:
+            self.on_progress({"kind": "step", **report})
+
+    def train_epoch(self, epoch: int, stop) -> dict | str:
+        """One pass over the windows: the epoch's metrics, or STOPPED, or why training failed."""
+        self.model.train()
+        config = self.train_config
+        epoch_started = last_report = time.time()
+        batches = length_batches(self.lengths, config.batch_size, self.rng)
+        epoch_loss = torch.zeros((), device=self.device)
+        interval_loss, interval_positions = torch.zeros((), device=self.device), 0
+        for step, rows in enumerate(batches, start=1):
+            width = int(self.lengths[rows].max())  # trim the all-padding columns on the left
+            positions = int(self.lengths[rows].sum())
+            rows = torch.as_tensor(rows, device=self.device)
+            with self.autocast:
+                loss = sequence_loss(self.model, self.inputs[rows, -width:], self.targets[rows, -width:],
+                                     config.loss, config.num_negatives)
+            self.optimizer.zero_grad(set_to_none=True)
+            # A batch of short windows holds fewer positions than one of long windows:
+            # weighting by its share makes every position count the same, as it does
+            # with random batches.
+            (loss * (positions / self.mean_positions)).backward()
+            self.optimizer.step()
+            epoch_loss += loss.detach() * positions
+            interval_loss += loss.detach() * positions
+            interval_positions += positions
+            if time.time() - last_report > 0.5 or step == self.steps_per_epoch:
+                mean_loss = float(interval_loss) / interval_positions  # the only host sync in the loop
+                if not math.isfinite(mean_loss):
+                    return (f"the loss became {mean_loss} at epoch {epoch}, step {step}: "
+                            f"training diverged; try a lower learning rate (now {config.lr})")
+                self.report_step(epoch, step, epoch_started, mean_loss)
+                interval_loss.zero_()
+                interval_positions, last_report = 0, time.time()
+            if stop:
+                return rundir.STOPPED
+        seconds = time.time() - epoch_started
+        return {"epoch": epoch, "loss": float(epoch_loss) / self.positions_per_epoch, "epoch_seconds": seconds,
+                "examples_per_second": self.positions_per_epoch / seconds}
+
+    def validate(self, metrics: dict) -> dict:
+        metrics = metrics | validation_metrics(self.model, self.dataset, self.validation_split, self.device)
+        best = self.state["best_valid_ndcg@10"]
+        if best is None or metrics["valid_ndcg@10"] > best:
+            self.state |= {"best_epoch": metrics["epoch"], "best_valid_ndcg@10": metrics["valid_ndcg@10"], "stale": 0}
+            rundir.save_weights(self.model, self.run_dir / "best.safetensors")
+        else:
+            self.state["stale"] += 1
+        return metrics
+
+    def end_epoch(self, metrics: dict) -> None:
+        self.state["epoch"] = metrics["epoch"]
+        self.state["elapsed_seconds"] = metrics["elapsed_seconds"] = time.time() - self.started
+        self.history.append(metrics)
+        rundir.write_jsonl(self.run_dir / "metrics.jsonl", self.history)
+        self.checkpoint()
+        if self.on_progress:
+            self.on_progress({"kind": "epoch", **metrics})
+
+    def loop(self, stop) -> tuple[str, str]:
+        """Epochs until the budget, early stopping, a stop request or divergence: (outcome, message)."""
+        config = self.train_config
+        while self.state["epoch"] < config.epochs and not stop:
+            epoch = self.state["epoch"] + 1
+            metrics = self.train_epoch(epoch, stop)
+            if metrics == rundir.STOPPED:  # mid-epoch: keep the weights, redo this epoch on resume
+                self.checkpoint()
                 break
-            if stop:  # mid-epoch: keep the weights, redo this epoch on resume
-                checkpoint()
-                break
-
-            epoch_seconds = time.time() - epoch_started
-            metrics = {"epoch": epoch, "loss": float(epoch_loss) / positions_per_epoch,
-                       "epoch_seconds": epoch_seconds,
-                       "examples_per_second": positions_per_epoch / epoch_seconds}
-            state["epoch"] = epoch
+            if isinstance(metrics, str):
+                return rundir.FAILED, metrics
             if epoch % config.eval_every == 0 or epoch == config.epochs:
-                metrics |= validation_metrics(model, dataset, device)
-                if metrics["valid_ndcg@10"] > state["best_valid_ndcg@10"]:
-                    state |= {"best_epoch": epoch, "best_valid_ndcg@10": metrics["valid_ndcg@10"], "stale": 0}
-                    rundir.save_weights(model, run_dir / "best.safetensors")
-                else:
-                    state["stale"] += 1
-            state["elapsed_seconds"] = metrics["elapsed_seconds"] = time.time() - run_started
-            history.append(metrics)
-            rundir.write_jsonl(run_dir / "metrics.jsonl", history)
-            checkpoint()
-            if on_progress:
-                on_progress({"kind": "epoch", **metrics})
-            if state["stale"] >= config.patience:
-                message = f"early stop: no validation gain for {config.patience} validations"
-                break
+                metrics = self.validate(metrics)
+            self.end_epoch(metrics)
+            if self.state["stale"] >= config.patience:
+                return rundir.FINISHED, f"early stop: no validation gain for {config.patience} validations"
+        if stop:
+            return rundir.STOPPED, f"stopped by request after {self.state['epoch']} epochs"
+        return rundir.FINISHED, f"finished {config.epochs} epochs"
 
-        if outcome != rundir.FAILED and stop:
-            outcome, message = rundir.STOPPED, f"stopped by request after {state['epoch']} epochs"
+    def finish(self, outcome: str, message: str) -> dict:
+        summary = {"epochs": self.state["epoch"], "best_epoch": self.state["best_epoch"],
+                   "best_valid_ndcg@10": self.state["best_valid_ndcg@10"],
+                   "elapsed_seconds": time.time() - self.started, "device": str(self.device)}
+        if outcome == rundir.FINISHED and self.state["best_valid_ndcg@10"] is not None:
+            self.status.write(rundir.RUNNING, "evaluating on the test split, with the baselines")
+            self.model.load_state_dict(rundir.load_weights(self.run.checkpoint("best")))
+            summary["test"] = write_evaluation(self.run_dir, self.model, self.dataset, self.device)
+        self.status.write(outcome, message, **summary)
+        return {"state": outcome, "message": message, **summary}
 
-    summary = {"epochs": state["epoch"], "best_epoch": state["best_epoch"],
-               "best_valid_ndcg@10": state["best_valid_ndcg@10"], "elapsed_seconds": time.time() - run_started,
-               "device": str(device), "started": run_started}
-    if outcome == rundir.FINISHED:
-        message = message or f"finished {config.epochs} epochs"
-        model.load_state_dict(rundir.load_weights(run.checkpoint("best")))
-        report = evaluate(model, dataset, "test", device=device)
-        rundir.write_json(run_dir / "test_metrics.json", report.metrics)
-        summary["test"] = report.metrics
-    rundir.write_status(run_dir, outcome, message, **summary)
-    return {"state": outcome, "message": message, **summary}
+    def run_all(self) -> dict:
+        self.started = time.time() - self.state["elapsed_seconds"]
+        self.status.write(rundir.RUNNING, f"training on {device_name(self.device)}", started=self.started)
+        with StopRequest(self.run_dir) as stop:
+            outcome, message = self.loop(stop)
+        return self.finish(outcome, message)
+
+
+def train(dataset, config, run_dir, on_progress=None, resume: bool = False) -> dict:
+    """Train SASRec on `dataset` as `config` (a resolved config.RunConfig) says, writing the run
+    directory; returns the final status dict."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return Trainer(dataset, config, run_dir, on_progress, resume).run_all()
 
 
 def bf16_autocast(device: torch.device) -> bool:

@@ -1,21 +1,12 @@
-import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from sasrec import rundir  # noqa: E402
-from sasrec.data import Columns, Preprocessing, build_dataset  # noqa: E402
+from sasrec.config import DataConfig, RunConfig, configs
+from sasrec.dataset import Preprocessing, build_dataset
+from sasrec.readers import Columns
+from tests.browser import CHROMIUM, PAGES, TEST_OUTPUT, chromium, running_app
 
 
 @pytest.fixture(scope="session")
@@ -31,67 +22,14 @@ def make_dataset():
     return build
 
 
-# The app in a real browser: a Streamlit server on a free port with its own workspace,
-# and Debian's Chromium driven by Playwright (browsers cannot be downloaded here).
-# running_app and chromium are plain context managers so that assets/screenshots.py
-# can use them too.
+@pytest.fixture(scope="session")
+def run_config():
+    """A RunConfig from settings by name (maxlen=20, epochs=3, ...); the rest is chosen from the data."""
 
-CHROMIUM = "/usr/bin/chromium"
-TEST_OUTPUT = ROOT / "test-output"
-PAGES = ["welcome", "data", "train", "playground", "attention", "evaluate"]
+    def build(**settings):
+        return RunConfig(*configs("auto", **settings), DataConfig(path="", name="test"))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_app(workspace: Path):
-    """Start `streamlit run app.py` on `workspace`; yield its base URL once it is healthy."""
-    port = free_port()
-    log = open(workspace / "server.log", "wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1"],
-        cwd=ROOT, env=os.environ | {"SASREC_WORKSPACE": str(workspace)}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            pass
-        if time.time() > deadline or server.poll() is not None:
-            server.kill()
-            raise RuntimeError(f"the app did not start: {(workspace / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.3)
-    try:
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        # Training runs live in their own sessions; end the ones this server started.
-        for run_dir in (workspace / "runs").glob("*"):
-            run = rundir.Run(run_dir)
-            if run.status().get("state") == "running" and run.is_alive():
-                os.kill(int(run.status()["pid"]), signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        try:
-            yield browser
-        finally:
-            browser.close()
+    return build
 
 
 @pytest.fixture(scope="session")
@@ -134,10 +72,3 @@ def page(browser, app_server, request):
             tab.wait_for_timeout(3000)
             tab.screenshot(path=folder / f"{name}.png", full_page=True)
     context.close()
-
-
-def wait_for_app(tab, timeout=60_000):
-    """Wait until the app is connected and its script has finished running."""
-    tab.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']", timeout=timeout)
-    tab.wait_for_timeout(300)  # a rerun triggered by the last interaction starts after a short debounce
-    tab.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)

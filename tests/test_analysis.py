@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sasrec import analysis
-from sasrec.data import Columns, build_dataset
+from sasrec.dataset import build_dataset
 from sasrec.inference import Recommender
 from sasrec.model import SASRec, SASRecConfig
+from sasrec.readers import Columns
 from sasrec.synthetic import generate
 
 

@@ -8,27 +8,29 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
-from sasrec import rundir, ui
-from sasrec.data import Columns, build_dataset
+from sasrec import rundir
+from sasrec.dataset import build_dataset
+from sasrec.readers import Columns
 from sasrec.synthetic import generate
+from sasrec.ui import state
 from sasrec.workspace import Workspace
+from tests.browser import ROOT
 
 APP = str(ROOT / "app.py")
-SMALL = {"train_epochs": 2, "train_hidden": 16, "train_blocks": 1, "train_heads": 1, "train_maxlen": 50,
+SMALL = {"train_epochs": 2, "train_hidden": 16, "train_num_blocks": 1, "train_num_heads": 1, "train_maxlen": 50,
          "train_batch_size": 32}
 
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     monkeypatch.setenv("SASREC_WORKSPACE", str(tmp_path / "workspace"))
-    ui.workspace.clear()
+    state.workspace.clear()
     ws = Workspace()
     yield ws
     for run in ws.runs():  # runs are separate processes: end any a failed test left behind
-        if run.status().get("state") == rundir.RUNNING and run.is_alive():
-            run.request_stop()
-    ui.workspace.clear()
+        if run.is_alive():
+            ws.stop_run(run)
+    state.workspace.clear()
 
 
 @pytest.fixture(scope="module")
@@ -143,15 +145,19 @@ def test_saved_datasets_are_listed_for_selection(workspace, tiny):
 
 def test_train_page_presets(workspace):
     at = open_page("pages/train.py")
-    assert at.number_input(key="train_hidden").value == 64 and at.selectbox(key="train_loss").value == "ce"
+    # auto: what the data suggests is chosen when the run starts
+    assert at.number_input(key="train_hidden").value == 64 and at.selectbox(key="train_loss").value is None
+    assert at.number_input(key="train_maxlen").value is None
+    at.selectbox(key="train_preset").set_value("sasrec+").run()
+    assert at.selectbox(key="train_loss").value == "ce" and at.number_input(key="train_maxlen").value == 200
     at.selectbox(key="train_preset").set_value("paper").run()
     assert at.number_input(key="train_hidden").value == 50 and at.selectbox(key="train_loss").value == "bce"
-    assert at.number_input(key="train_heads").value == 1
+    assert at.number_input(key="train_num_heads").value == 1
 
 
 def test_settings_the_model_refuses_are_an_error(workspace, tiny):
     at = open_page("pages/train.py", dataset="tiny")
-    at.number_input(key="train_heads").set_value(3)
+    at.number_input(key="train_num_heads").set_value(3)
     at.button(key="start_training").click().run()
     assert any("not divisible" in e for e in errors(at))
     assert not list((workspace.root / "runs").iterdir())
@@ -201,7 +207,8 @@ def test_a_run_whose_process_died_shows_as_interrupted(workspace, tiny):
     run_dir = workspace.root / "runs" / "ghost"
     run_dir.mkdir()
     rundir.write_json(run_dir / "config.json", {"data": {"name": "tiny"}})
-    rundir.write_status(run_dir, rundir.RUNNING, "training on CPU", pid=dead.pid, started=time.time() - 60)
+    rundir.write_json(run_dir / "status.json", {"state": rundir.RUNNING, "message": "training on CPU", "pid": dead.pid,
+                                                "process_started": time.time() - 60, "started": time.time() - 60})
     (run_dir / "train.log").write_text("epoch 1: loss 4.2\nKilled\n")
 
     at = open_page("pages/train.py", run="ghost")
@@ -214,7 +221,8 @@ def test_delete_asks_first(workspace, tiny):
     run_dir = workspace.root / "runs" / "old"
     run_dir.mkdir()
     rundir.write_json(run_dir / "config.json", {"data": {"name": "tiny"}})
-    rundir.write_status(run_dir, rundir.STOPPED, "stopped by request after 0 epochs", started=time.time())
+    rundir.write_json(run_dir / "status.json", {"state": rundir.STOPPED, "message": "stopped by request after 0 epochs",
+                                                "started": time.time()})
 
     at = open_page("pages/train.py", run="old")
     at.button(key="delete_run").click().run()

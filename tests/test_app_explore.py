@@ -13,8 +13,7 @@ from streamlit.testing.v1 import AppTest
 from sasrec import cli, rundir
 from sasrec import workspace as workspace_module
 from sasrec.synthetic import generate
-
-from conftest import ROOT
+from tests.browser import ROOT
 
 TIMEOUT = 120  # seconds per script run: the first one loads the model and the data
 
@@ -86,7 +85,7 @@ def test_playground_starts_empty_and_predicts_after_an_item_is_added(workspace, 
 
 def test_every_edit_updates_the_predictions(workspace, monkeypatch):
     catalog = items_of(workspace)
-    at = open_page(make_app(workspace, monkeypatch, history=",".join(catalog[:4])), "playground")
+    at = open_page(make_app(workspace, monkeypatch, history=json.dumps(catalog[:4])), "playground")
     first = predictions(at)
     assert "change" not in first, "no rank moves before the first edit"
 
@@ -112,7 +111,7 @@ def test_every_edit_updates_the_predictions(workspace, monkeypatch):
     at.number_input(key="pg_keep_n").set_value(2).run()
     at.button(key="pg_keep").click().run()
     assert at.session_state["history"] == [catalog[3], catalog[10]]
-    assert at.query_params["history"] == f"{catalog[3]},{catalog[10]}"
+    assert json.loads(at.query_params["history"]) == [catalog[3], catalog[10]]
 
     at.toggle(key="pg_exclude").set_value(False).run()
     at.number_input(key="pg_k").set_value(5).run()
@@ -162,14 +161,14 @@ def test_playground_works_from_the_catalog_when_the_data_has_moved(workspace, mo
     config["data"]["path"] = "../gone/log.csv"
     config_path.write_text(json.dumps(config))
     catalog = items_of(workspace)
-    at = open_page(make_app(moved, monkeypatch, history=",".join(catalog[:3])), "playground")
+    at = open_page(make_app(moved, monkeypatch, history=json.dumps(catalog[:3])), "playground")
     assert any("no longer there" in e.value for e in at.error)
     assert len(predictions(at)) == 10
 
 
 def test_playground_offers_to_drop_items_another_model_does_not_know(workspace, monkeypatch):
     catalog = items_of(workspace)
-    at = open_page(make_app(workspace, monkeypatch, history=",".join(catalog[:2] + ["not-an-item"])), "playground")
+    at = open_page(make_app(workspace, monkeypatch, history=json.dumps(catalog[:2] + ["not-an-item"])), "playground")
     assert any("not-an-item" in e.value for e in at.error)
     at.button(key="pg_drop_unknown").click().run()
     assert at.session_state["history"] == catalog[:2]
@@ -188,7 +187,7 @@ def test_without_any_model_each_page_points_to_training(name, monkeypatch, tmp_p
 
 def test_attention_shows_each_layer_and_rows_sum_to_one(workspace, monkeypatch):
     catalog = items_of(workspace)
-    at = open_page(make_app(workspace, monkeypatch, history=",".join(catalog[:6])), "attention")
+    at = open_page(make_app(workspace, monkeypatch, history=json.dumps(catalog[:6])), "attention")
     layers = json.loads((workspace / "runs" / "tiny" / "config.json").read_text())["model"]["num_blocks"]
     heatmaps = [f"att_heatmap_{i + 1}" for i in range(layers)]
     assert [key for key in chart_keys(at) if key and key.startswith("att_heatmap")] == heatmaps
@@ -203,7 +202,7 @@ def test_attention_shows_each_layer_and_rows_sum_to_one(workspace, monkeypatch):
 
 def test_attention_highlight_and_shown_items(workspace, monkeypatch):
     catalog = items_of(workspace)
-    at = open_page(make_app(workspace, monkeypatch, history=",".join(catalog[:8])), "attention")
+    at = open_page(make_app(workspace, monkeypatch, history=json.dumps(catalog[:8])), "attention")
     at.selectbox(key="att_focus").set_value(3).run()
     assert not at.exception and at.selectbox(key="att_focus").value == 3
     at.slider(key="att_shown_8").set_value(4).run()
@@ -244,8 +243,8 @@ def test_a_running_run_predicts_from_its_latest_weights_and_is_evaluated_once_it
     shutil.copytree(workspace, running)
     run_dir = running / "runs" / "tiny"
     (run_dir / "best.safetensors").unlink()  # only the latest epoch's weights so far
-    rundir.write_status(run_dir, rundir.RUNNING, "training")
-    at = open_page(make_app(running, monkeypatch, history=",".join(items_of(workspace)[:3])), "playground")
+    rundir.StatusWriter(run_dir).write(rundir.RUNNING, "training")  # this process stands in for a trainer
+    at = open_page(make_app(running, monkeypatch, history=json.dumps(items_of(workspace)[:3])), "playground")
     assert len(predictions(at)) == 10
     assert any("latest checkpoint" in c.value for c in at.caption)
     open_page(at, "evaluate")

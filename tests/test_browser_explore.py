@@ -8,7 +8,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from conftest import ROOT, wait_for_app
+from tests.browser import ROOT, wait_for_app
 
 DEMO_RUN = ROOT / "sample_data" / "demo_run"
 
@@ -17,8 +17,10 @@ pytestmark = pytest.mark.skipif(not (DEMO_RUN / "config.json").exists(),
 
 
 def open_page(tab, app_server, name: str) -> None:
-    """Start at the app's root, as a visitor does, then follow the navigation link."""
-    tab.goto(app_server)
+    """Start at the app's root with a link to the demo model, as a visitor does (without it, a
+    new visit opens on the run used last, which other tests may have trained), then follow the
+    navigation link."""
+    tab.goto(f"{app_server}/?run=demo")
     wait_for_app(tab)
     tab.get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
     wait_for_app(tab)

@@ -3,12 +3,12 @@ it, and see the live progress go on through a reload."""
 
 from playwright.sync_api import expect
 
-from conftest import wait_for_app
 from sasrec.synthetic import generate
+from tests.browser import wait_for_app
 
 # Small enough to train in seconds, with steps small enough that an epoch lasts long enough to
 # reload the page in the middle of it.
-SETTINGS = {"train_epochs": 2, "train_hidden": 16, "train_blocks": 1, "train_heads": 1, "train_maxlen": 50,
+SETTINGS = {"train_epochs": 2, "train_hidden": 16, "train_num_blocks": 1, "train_num_heads": 1, "train_maxlen": 50,
             "train_batch_size": 2}
 PROGRESS = "[data-testid=stProgress] [role=progressbar]"
 

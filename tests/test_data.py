@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sasrec.data import (Columns, DataError, Dataset, Preprocessing, build_dataset, detect_roles, leave_one_out,
-                         load_dataset, read_catalog, read_log)
-
-from conftest import ROOT
+from sasrec.dataset import Dataset, Preprocessing, build_dataset, load_dataset
+from sasrec.readers import Columns, DataError, detect_roles, read_catalog, read_log
+from sasrec.sequences import holdout, training_ends
+from tests.browser import ROOT
 
 # Three users; "a" has its events out of time order in the file.
 LOG_ROWS = [("a", "i3", 4, 300), ("a", "i1", 5, 100), ("a", "i2", 2, 200), ("b", "i1", 3, 50),
@@ -470,16 +470,21 @@ def test_k_core_reaches_a_fixed_point_and_ids_are_a_bijection(log):
 # -----------------------------------------------------------------------------
 # dataset and split
 
-def test_leave_one_out():
-    frame = pd.DataFrame({"user": ["a"] * 5 + ["b"] * 3 + ["c"] * 2,
-                          "item": ["1", "2", "3", "4", "5", "3", "2", "1", "5", "4"]})
+def test_leave_one_out_skips_users_too_short_for_it():
+    frame = pd.DataFrame({"user": ["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"],
+                          "item": ["1", "2", "3", "4", "5", "3", "2", "1", "5", "4", "2"]})
     dataset = build_dataset(frame, Columns("user", "item"), preprocessing=Preprocessing(min_seq_len=1))
-    split = leave_one_out(dataset)
     internal = lambda *ids: list(dataset.to_internal(list(ids)))
-    assert list(split.train_offsets) == [0, 3, 4, 6]
-    assert list(split.train_items) == internal("1", "2", "3", "3", "5", "4")  # "c" is too short: all of it trains
-    assert list(split.valid_targets) == internal("4", "2") + [0]
-    assert list(split.test_targets) == internal("5", "1") + [0]
+    valid, test = holdout(dataset, "valid"), holdout(dataset, "test")
+    # Before the fix, user c's validation target was user b's last item.
+    assert list(dataset.user_ids[valid.users]) == ["a", "b"] and valid.skipped == test.skipped == 2
+    assert list(valid.targets) == internal("4", "2") and list(test.targets) == internal("5", "1")
+    assert [list(dataset.items[s:e]) for s, e in zip(test.starts, test.ends)] == [internal("1", "2", "3", "4"),
+                                                                                  internal("3", "2")]
+    # Users too short to hold anything out train on all of their items.
+    ends = training_ends(dataset)
+    assert [list(dataset.items[s:e]) for s, e in zip(dataset.offsets[:-1], ends)] == [
+        internal("1", "2", "3"), internal("3"), internal("5", "4"), internal("2")]
 
 
 def test_to_internal_and_user_index_errors(tmp_path):

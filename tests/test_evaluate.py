@@ -6,8 +6,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sasrec.evaluate import (history_bounds, left_padded, markov_scorer, popularity_scorer, rank_metrics,
-                             rank_targets, sample_negatives)
+from sasrec import sequences
+from sasrec.evaluate import markov_scorer, popularity_scorer, rank_metrics, rank_targets, sample_negatives
+from sasrec.sequences import left_padded
 
 
 def test_rank_metrics_by_hand():
@@ -30,24 +31,22 @@ def test_left_padded_keeps_the_last_items(slices, width):
         assert list(row) == [0] * (width - len(kept)) + kept
 
 
-def test_history_bounds_hold_out_the_last_two(make_dataset):
+def test_holdout_holds_out_the_last_two(make_dataset):
     data = make_dataset({"u": ["a", "b", "c", "d"], "v": ["d", "c", "b"]})
     a, b, c, d = data.to_internal(["a", "b", "c", "d"])
-    starts, ends, targets = history_bounds(data, "valid")
-    assert list(data.items[starts[0]:ends[0]]) == [a, b] and targets[0] == c
-    starts, ends, targets = history_bounds(data, "test")
-    assert list(data.items[starts[0]:ends[0]]) == [a, b, c] and targets[0] == d
+    valid = sequences.holdout(data, "valid")
+    assert list(data.items[valid.starts[0]:valid.ends[0]]) == [a, b] and valid.targets[0] == c
+    test = sequences.holdout(data, "test")
+    assert list(data.items[test.starts[0]:test.ends[0]]) == [a, b, c] and test.targets[0] == d
 
 
 def ranks_for(scorer, data, split="test", **kwargs):
-    starts, ends, targets = history_bounds(data, split)
-    return rank_targets(scorer, data.items, starts, ends, targets, **kwargs)
+    return rank_targets(scorer, data.items, sequences.holdout(data, split), **kwargs)
 
 
 def test_popularity_ranks_by_training_counts(make_dataset):
     data = make_dataset({"u1": ["x", "y", "x", "p"], "u2": ["x", "y", "z", "q"], "u3": ["y", "x", "z", "x"]})
-    starts, ends, _ = history_bounds(data, "test")
-    scorer = popularity_scorer(data.items, starts, ends, data.num_items, "cpu")
+    scorer = popularity_scorer(data, sequences.holdout(data, "test"), "test", "cpu")
     ranks = ranks_for(scorer, data, exclude_history=False)["rank"]
     # history counts: x=4, y=3, z=2, p, q = 0 -> x is first, so u3's target x has rank 1
     assert ranks[2] == 1
@@ -56,8 +55,7 @@ def test_popularity_ranks_by_training_counts(make_dataset):
 
 def test_markov_follows_transitions_and_breaks_ties_by_popularity(make_dataset):
     data = make_dataset({"u1": ["a", "b", "a", "b", "c"], "u2": ["a", "b", "c", "d"], "u3": ["a", "c", "d", "a", "b"]})
-    starts, ends, targets = history_bounds(data, "test")
-    scorer = markov_scorer(data.items, starts, ends, data.num_items, "cpu")
+    scorer = markov_scorer(data, sequences.holdout(data, "test"), "test", "cpu")
     scores = scorer(np.arange(3))
     a, b, c, d = data.to_internal(["a", "b", "c", "d"])
     # u3's last history item is 'a'; a -> b happens 3 times in histories, a -> c once.
@@ -83,29 +81,30 @@ def test_sampled_negatives_avoid_everything_the_user_saw(make_dataset):
     rng = np.random.default_rng(0)
     sequences = {u: [str(i) for i in rng.choice(30, size=rng.integers(3, 20), replace=False)] for u in range(40)}
     data = make_dataset(sequences)
-    negatives = sample_negatives(data, num=100, seed=1)
+    users = np.arange(data.num_users)
+    negatives = sample_negatives(data, users, num=100, seed=1)
     assert negatives.shape == (data.num_users, 100)
     for u in range(data.num_users):
         assert not set(negatives[u]) & set(data.sequence(u))
         assert negatives[u].min() >= 1 and negatives[u].max() <= data.num_items
-    assert np.array_equal(negatives, sample_negatives(data, num=100, seed=1))
+    assert np.array_equal(negatives, sample_negatives(data, users, num=100, seed=1))
 
 
 def test_an_oracle_scorer_ranks_every_target_first(make_dataset):
     data = make_dataset({u: [f"i{(u + t) % 12}" for t in range(6)] for u in range(10)})
-    starts, ends, targets = history_bounds(data, "test")
+    test = sequences.holdout(data, "test")
 
     def oracle(rows):
         scores = torch.zeros(len(rows), data.num_items + 1)
-        scores[torch.arange(len(rows)), torch.as_tensor(targets[rows]).long()] = 1
+        scores[torch.arange(len(rows)), torch.as_tensor(test.targets[rows]).long()] = 1
         return scores
 
-    ranked = rank_targets(oracle, data.items, starts, ends, targets, negatives=sample_negatives(data, num=5))
+    ranked = rank_targets(oracle, data.items, test, negatives=sample_negatives(data, test.users, num=5))
     assert np.all(ranked["rank"] == 1) and np.all(ranked["sampled_rank"] == 1)
 
 
 def test_a_user_who_saw_the_whole_catalog_gets_padding_negatives(make_dataset):
     data = make_dataset({"u": ["a", "b", "c", "d"], "v": ["a", "b", "c"]})
-    negatives = sample_negatives(data, num=5)
+    negatives = sample_negatives(data, np.arange(data.num_users), num=5)
     assert np.all(negatives[0] == 0)  # nothing left unseen: padding, which never outranks the target
     assert set(negatives[1]) == set(data.to_internal(["d"]))

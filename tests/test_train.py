@@ -15,13 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sasrec import rundir
-from sasrec.data import Columns, build_dataset, load_dataset
+from sasrec.dataset import build_dataset, load_dataset
 from sasrec.inference import Recommender
 from sasrec.model import SASRec, SASRecConfig
+from sasrec.readers import Columns
+from sasrec.sequences import training_windows
 from sasrec.synthetic import generate, next_episode_prefixes
-from sasrec.train import TrainConfig, negatives_excluding, sequence_loss, train, training_windows
-
-from conftest import ROOT
+from sasrec.train import negatives_excluding, sequence_loss, train
+from tests.browser import ROOT
 
 
 @settings(max_examples=40, deadline=None)
@@ -75,10 +76,11 @@ def planted():
     return dataset, items
 
 
-def test_learns_planted_series_order(tmp_path):
+def test_learns_planted_series_order(tmp_path, run_config):
     dataset, items = planted()
-    config = TrainConfig(epochs=30, patience=30, batch_size=64, lr=3e-3, device="cpu", seed=0)
-    result = train(dataset, SASRecConfig(num_items=0, maxlen=50, hidden=32, dropout=0.1), config, tmp_path / "run")
+    config = run_config(epochs=30, patience=30, batch_size=64, lr=3e-3, device="cpu", seed=0, maxlen=50, hidden=32,
+                        dropout=0.1, loss="ce")
+    result = train(dataset, config, tmp_path / "run")
     assert result["state"] == "finished"
     recommender = Recommender.from_run(tmp_path / "run")
     prefixes = next_episode_prefixes(items, max_prefix=2)
@@ -97,18 +99,19 @@ def small_data(tmp_path):
     return tmp_path / "log.csv", tmp_path / "items.csv"
 
 
-def test_run_directory_contents_and_reproducibility(tmp_path):
+def test_run_directory_contents_and_reproducibility(tmp_path, run_config):
     log, catalog = small_data(tmp_path)
     dataset = load_dataset(log, items=catalog)
     runs = []
     for name in ("a", "b"):
-        config = TrainConfig(epochs=3, device="cpu", seed=5, threads=1)
-        train(dataset, SASRecConfig(num_items=0, maxlen=20, hidden=16), config, tmp_path / name)
+        config = run_config(epochs=3, device="cpu", seed=5, threads=1, maxlen=20, hidden=16)
+        train(dataset, config, tmp_path / name)
         runs.append(rundir.Run(tmp_path / name))
     a, b = runs
     assert a.status()["state"] == "finished"
     assert {"config.json", "status.json", "metrics.jsonl", "best.safetensors", "last.safetensors",
-            "items.parquet", "test_metrics.json", "progress.json"} <= {p.name for p in a.path.iterdir()}
+            "checkpoint.safetensors", "items.parquet", "test_metrics.json", "progress.json",
+            "evaluation"} <= {p.name for p in a.path.iterdir()}
     assert not [p for p in a.path.iterdir() if p.name.endswith(".tmp")]
     metrics = a.metrics()
     assert [m["epoch"] for m in metrics] == [1, 2, 3]
@@ -118,14 +121,14 @@ def test_run_directory_contents_and_reproducibility(tmp_path):
     assert {"ndcg@10", "sampled_ndcg@10", "pop_ndcg@10", "markov_hr@10"} <= set(a.test_metrics())
 
 
-def test_divergence_fails_the_run_with_a_message(tmp_path, monkeypatch):
+def test_divergence_fails_the_run_with_a_message(tmp_path, monkeypatch, run_config):
     import sasrec.train
 
     real_loss = sasrec.train.sequence_loss
     monkeypatch.setattr(sasrec.train, "sequence_loss", lambda *args: real_loss(*args) * float("nan"))
     log, _ = small_data(tmp_path)
-    config = TrainConfig(epochs=2, device="cpu")
-    result = train(load_dataset(log), SASRecConfig(num_items=0, maxlen=20, hidden=16), config, tmp_path / "run")
+    config = run_config(epochs=2, device="cpu", maxlen=20, hidden=16)
+    result = train(load_dataset(log), config, tmp_path / "run")
     status = rundir.Run(tmp_path / "run").status()
     assert result["state"] == status["state"] == "failed"
     assert "nan" in status["message"].lower() and "learning rate" in status["message"]
