@@ -1,17 +1,20 @@
 """Train and evaluate SASRec on a dataset, several times, and print one JSON line.
 
-    python -m bench.train_eval ../shared/data/ml-100k                      # defaults (SASRec+)
+    python -m bench.train_eval ../shared/data/ml-100k                      # the defaults, chosen from the data
     python -m bench.train_eval ../shared/data/ml-100k --repeat 5 -- --preset paper --epochs 20
 
 Everything after `--` goes to `python -m sasrec train`. Each repeat uses seed 42 + i and
-runs in its own process, timed from the command's start to its end (data loading,
-training with early stopping, and the final test evaluation). The JSON holds the dataset
-statistics, the config, medians over the repeats (and every repeat's value), full-ranking
-and sampled NDCG@10/HR@10 on test, and the most-popular and Markov baselines.
+runs in its own process (--parallel of them side by side), timed from the command's start to its end (data loading,
+training with early stopping, and the final test evaluation over every user with the
+baselines). The JSON holds the machine (bench/machine.py), the dataset statistics, the
+config with what the defaults chose and why, medians over the repeats with their ranges
+(min, max) and every repeat's values: full-ranking and sampled NDCG@10/HR@10 on test, the
+most-popular and Markov baselines, and SASRec's ratio to the better baseline per metric.
 """
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -19,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.machine import machine_info
 from sasrec.rundir import Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,36 +32,59 @@ REPORTED = ["ndcg@10", "hr@10", "mrr", "sampled_ndcg@10", "sampled_hr@10", "pop_
             "markov_ndcg@10", "markov_hr@10"]
 
 
+def over_better_baseline(metrics: dict, metric: str) -> float:
+    return metrics[metric] / max(metrics["pop_" + metric], metrics["markov_" + metric])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="repeats run side by side (each run's wall time then includes the others' load)")
     args, train_flags = parser.parse_known_args()
     train_flags = [f for f in train_flags if f != "--"]
+    machine = machine_info()  # before the runs, so that its matmul does not compete with them
 
-    repeats = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.repeat):
-            out = Path(tmp) / f"run{i}"
+        runs = [Path(tmp) / f"run{i}" for i in range(args.repeat)]
+        commands = [[sys.executable, "-m", "sasrec", "train", args.data, "--out", str(out), "--seed", str(42 + i),
+                     *train_flags] for i, out in enumerate(runs)]
+        walls = {}
+        for first in range(0, args.repeat, args.parallel):
             started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "sasrec", "train", args.data, "--out", str(out),
-                            "--seed", str(42 + i), *train_flags], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-            wall = time.perf_counter() - started
+            batch = {i: subprocess.Popen(commands[i], cwd=ROOT, stdout=subprocess.DEVNULL)
+                     for i in range(first, min(first + args.parallel, args.repeat))}
+            while batch:  # each run's wall time ends when its own process does
+                for i, process in list(batch.items()):
+                    if process.poll() is None:
+                        continue
+                    if process.returncode:
+                        raise SystemExit(f"repeat {i + 1} failed ({process.returncode})")
+                    walls[i] = time.perf_counter() - started
+                    del batch[i]
+                time.sleep(0.2)
+        repeats = []
+        for i, out in enumerate(runs):
             run = Run(out)
-            epochs = run.metrics()
-            repeats.append({"wall_seconds": wall, "epochs": len(epochs),
+            epochs, test = run.metrics(), run.test_metrics()
+            validated = [m["valid_ndcg@10"] for m in epochs if "valid_ndcg@10" in m]
+            repeats.append({"wall_seconds": walls[i], "epochs": len(epochs),
                             "seconds_per_epoch": statistics.median(m["epoch_seconds"] for m in epochs),
-                            "best_epoch": run.status()["best_epoch"], **{k: run.test_metrics()[k] for k in REPORTED}})
+                            "best_epoch": run.status()["best_epoch"], "best_valid_ndcg@10": max(validated),
+                            **{k: test[k] for k in REPORTED},
+                            "ndcg@10_over_better_baseline": over_better_baseline(test, "ndcg@10"),
+                            "hr@10_over_better_baseline": over_better_baseline(test, "hr@10")})
             config = run.config()
             print(f"repeat {i + 1}/{args.repeat}: {json.dumps(repeats[-1])}", file=sys.stderr)
 
     median = {key: statistics.median(r[key] for r in repeats) for key in repeats[0]}
-    better_baseline = max(median["pop_ndcg@10"], median["markov_ndcg@10"])
+    spread = {key: [min(r[key] for r in repeats), max(r[key] for r in repeats)] for key in repeats[0]}
     print(json.dumps({
         "data": args.data, "train_flags": train_flags, "dataset": config["dataset"],
-        "model": config["model"], "train": config["train"], "device": config["device_name"],
-        "repeats": args.repeat, "median": median, "ndcg@10_over_better_baseline": median["ndcg@10"] / better_baseline,
-        "all": repeats,
+        "model": config["model"], "train": config["train"], "chosen": config.get("chosen", {}),
+        "device": config["device_name"], "repeats": args.repeat, "parallel": args.parallel, "median": median, "range": spread,
+        "all": repeats, "machine": machine, "load_average_after": list(os.getloadavg()),
     }))
 
 

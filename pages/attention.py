@@ -3,6 +3,7 @@
 import streamlit as st
 
 from sasrec import analysis
+from sasrec.explain import removal_effects
 from sasrec.ui import caches, charts, state, widgets
 
 widgets.page_setup()
@@ -10,6 +11,10 @@ widgets.page_setup()
 st.title("Attention")
 run = widgets.choose_run("att_run")
 recommender = widgets.load_recommender(run)
+with st.container(horizontal=True, vertical_alignment="bottom"):
+    which = widgets.epoch_slider(run, "att_epoch")
+    second_model = widgets.second_model_picker("att_compare")
+recommender = widgets.model_at(run, which)
 
 dataset = widgets.dataset_or_none(run)
 with st.container(horizontal=True, vertical_alignment="bottom"):
@@ -18,7 +23,7 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
     if source == "Dataset user":
         with st.popover(f"User {st.session_state.get('att_user') or '…'}", icon=":material/person_search:",
                         key="att_user_popover", on_change="rerun"):
-            widgets.user_search(dataset, "att_user_search", on_pick=state.pick_attention_user)
+            widgets.user_search(run, dataset, "att_user_search", on_pick=state.pick_attention_user)
 items = state.history() if source == "Playground history" else state.attention_user_history(dataset)
 if not items:
     st.info("Nothing to look at yet: build a history on the Playground, or pick a dataset user.",
@@ -33,28 +38,38 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
         shown = st.slider("Last items shown (the model runs on these)", 1, longest, min(longest, 30), width=360,
                           key=f"att_shown_{longest}")
     try:
-        result = recommender.recommend(items[-shown:], k=1)
+        result = recommender.recommend(items[-shown:], k=10)
+        explanation = removal_effects(recommender, items[-shown:])
     except widgets.USER_ERRORS as err:
         widgets.error(err)
         st.stop()
     focus = widgets.attention_focus_picker(result.history)
 
 top = result.items.iloc[0]
-st.markdown(f"Predicted next: **{top['title']}** ({top['probability']:.0%}). Rows attend to columns; a causal model "
+st.markdown(f"Predicted next: **{top['title']}** ({charts.percent(top['probability'])}). Rows attend to columns; a causal model "
             "only looks back. Click a cell or a bar to highlight its item everywhere.")
 table = analysis.attention_table(result.history, result.attention)
 
 looks, overview = st.columns([1.4, 1], gap="large")
 with looks:
     st.subheader("What the prediction looks at")
-    st.caption("The last position's attention in each layer (heads averaged), and the rollout: how much of each "
-               "item reaches the prediction through all layers and the residual connections.")
-    st.altair_chart(charts.focus_bars(analysis.prediction_focus(result.history, result.attention), result.history, focus),
+    st.caption("The last position's attention in each layer (heads averaged), the rollout: how much of each "
+               "item reaches the prediction through all layers and the residual connections, and the removal "
+               "effect: the probability the prediction loses when the item is removed (grey: it gains).")
+    st.altair_chart(charts.focus_and_effect_bars(analysis.prediction_focus(result.history, result.attention),
+                                                 explanation.effects, result.history, focus),
                     key="att_bars", on_select=lambda: state.focus_from_selection("att_bars", "item", "position"))
+    st.caption(f":material/info: {charts.why_sentence(explanation.target, explanation.effects)} "
+               f"{charts.DISAGREE_NOTE}")
 with overview:
     st.subheader("Model view")
     st.caption("Every layer and head at a glance.")
     st.altair_chart(charts.model_view(table, focus), key="att_model_view")
+
+if second_model is not None:
+    widgets.attention_side_by_side(widgets.model_label(run, which), result, explanation, second_model, items[-shown:],
+                                   focus)
+    st.header(f"{widgets.model_label(run, which)}, layer by layer")
 
 for layer in range(1, result.attention.shape[0] + 1):
     key = f"att_heatmap_{layer}"
@@ -67,6 +82,7 @@ for layer in range(1, result.attention.shape[0] + 1):
 with st.expander("Weights shown, as a table"):
     st.dataframe(table, hide_index=True, key="att_weights", column_config={
         "weight": st.column_config.NumberColumn(format="%.4f")})
+widgets.effects_table(recommender, items[-shown:], "att_effects")
 st.download_button("Download the weights (CSV)", table.to_csv(index=False), "attention_weights.csv", "text/csv",
                    key="att_csv", icon=":material/download:", on_click="ignore")
 st.caption("Each chart's toolbar (on hover) saves it as PNG.")
@@ -75,18 +91,33 @@ st.header("Across many users")
 if dataset is None:
     st.caption("These averages need the data the run was trained on.")
 else:
-    by_distance, categories, num_users = caches.attention_aggregates(run, dataset)
-    st.caption(f"Averaged over the validation histories of {num_users} sampled users.")
-    distance_column, category_column = st.columns(2, gap="large")
-    with distance_column:
-        st.subheader("Recent or old items?")
-        st.caption("Mean attention by how far back the attended item is (the paper's Figure 4). Early positions "
-                   "see few items, so even an even spread decays; above the dashed line, the model prefers them.")
-        st.altair_chart(charts.distance_chart(by_distance), key="att_distance")
-    with category_column:
-        st.subheader("Which categories attend to which")
-        if categories is None:
-            st.caption("The catalog has no categories.")
-        else:
-            st.caption("Share of each category's attention that goes to each category (the paper's Figure 5).")
-            st.altair_chart(charts.category_heatmap(categories), key="att_categories")
+    def aggregates(polling: bool) -> None:
+        """Computed in the background (caches.attention_aggregates): the page does not wait for them."""
+        found = caches.attention_aggregates(run, dataset)
+        if found is None:
+            st.caption(":material/hourglass_top: Averaging attention over 500 sampled validation users; the charts "
+                       "appear here when that is done.")
+            return
+        if polling:  # ready now: once more without polling
+            st.rerun()
+        by_distance, categories, num_users = found
+        st.caption(f"Averaged over the validation histories of {num_users} sampled users.")
+        distance_column, category_column = st.columns(2, gap="large")
+        with distance_column:
+            st.subheader("Recent or old items?")
+            st.caption("Mean attention by how far back the attended item is (the paper's Figure 4). Early positions "
+                       "see few items, so even an even spread decays; above the dashed line, the model prefers them.")
+            st.altair_chart(charts.distance_chart(by_distance), key="att_distance")
+        with category_column:
+            st.subheader("Which categories attend to which")
+            if categories is None:
+                st.caption("The catalog has no categories.")
+            else:
+                st.caption("Share of each category's attention that goes to each category (the paper's Figure 5).")
+                st.altair_chart(charts.category_heatmap(categories), key="att_categories")
+
+    polling = caches.attention_aggregates(run, dataset) is None
+    st.fragment(aggregates, key="att_aggregates", run_every=1.0 if polling else None)(polling)
+
+    st.subheader("Does attention point to the item that matters?")
+    widgets.agreement_section(run, dataset)

@@ -5,16 +5,20 @@ from pathlib import Path
 import streamlit as st
 
 from sasrec.dataset import Preprocessing
-from sasrec.readers import FORMATS_HINT, Columns, guess_roles
+from sasrec.readers import DELIMITER_NAMES, FORMATS_HINT, Columns, RawLog, guess_roles
 from sasrec.ui import caches, charts, state, widgets
 from sasrec.workspace import AS_SAVED, SAMPLE_NAME
 
 widgets.page_setup()
 
 ws = state.workspace()
-# What the user set for one file: forgotten when another file is chosen.
-FILE_KEYS = ("role_user", "role_item", "role_timestamp", "role_rating", "dataset_name")
+# What the user set for one file: forgotten when another file is chosen; the roles also when it is read otherwise.
+FILE_KEYS = ("read_delimiter", "read_header", "dataset_name")
+ROLE_KEYS = ("role_user", "role_item", "role_timestamp", "role_rating")
 SOURCES = {"sample": "Bundled sample", "upload": "Upload a file", "saved": "Saved datasets"}
+HEADER_CHOICES = {None: "Detect", True: "Column names (a header)", False: "Data (no header)"}
+FORMAT_NAMES = {"sasrec-txt": "'user item' pairs, one per line, in time order",
+                "user-sequences": "one 'user item item …' line per user, oldest first", "excel": "Excel workbook"}
 
 
 def show_statistics(made: caches.Recipe) -> None:
@@ -59,6 +63,67 @@ def pick_column(label: str, role: str, guess: str | None, columns: list[str], re
                         key=f"role_{role}", persist_state="session")
 
 
+def how_read(raw: RawLog) -> str:
+    """'comma-separated text, the first row names the columns' and the like."""
+    if raw.format in ("csv", "tsv"):
+        kind = f"{DELIMITER_NAMES.get(raw.delimiter, repr(raw.delimiter))}-separated text"
+    else:
+        kind = FORMAT_NAMES.get(raw.format, raw.format)
+    first_row = {True: "the first row names the columns", False: "no header row: the first row is data"}.get(raw.header)
+    return kind + (f", {first_row}" if first_row and raw.format in ("csv", "tsv", "excel") else "")
+
+
+def forget_delete() -> None:
+    st.session_state.pop("deleting_dataset", None)
+
+
+@st.dialog("Delete this dataset?", on_dismiss=forget_delete)
+def confirm_delete(name: str, used_by: list[str]) -> None:
+    st.write(f"**{name}** will be deleted. This cannot be undone."
+             + (f" Trained on it: {', '.join(used_by)}. Those models will no longer load on the Playground, "
+                "Attention and Evaluate pages." if used_by else ""))
+    yes, no = st.columns(2)
+    if yes.button("Delete", type="primary", key="confirm_delete_dataset", icon=":material/delete:"):
+        try:
+            ws.delete_dataset(name)
+        except widgets.USER_ERRORS as err:
+            widgets.error(err)
+            return
+        forget_delete()
+        st.session_state.pop("saved_dataset", None)
+        if state.active_dataset_name() == name:
+            state.set_active_dataset(SAMPLE_NAME)
+        st.rerun()
+    if no.button("Cancel", key="cancel_delete_dataset"):
+        forget_delete()
+        st.rerun()
+
+
+def rename_or_delete(entry) -> None:
+    """A saved dataset's name can change (runs find it by its folder, not its name); deleting it says
+    first which runs were trained on it."""
+    used_by = ws.runs_using(entry)
+    with st.expander("Rename or delete"):
+        name_cell, button_cell = st.columns([3, 1], vertical_alignment="bottom")
+        new_name = name_cell.text_input("New name", value=entry.name, key="rename_to", max_chars=60)
+        if button_cell.button("Rename", key="rename_dataset", disabled=not new_name.strip() or new_name == entry.name):
+            try:
+                renamed = ws.rename_dataset(entry.name, new_name)
+            except widgets.USER_ERRORS as err:
+                widgets.error(err)
+            else:
+                state.set_active_dataset(renamed.name)
+                for key in ("rename_to", "saved_dataset"):  # both hold the old name
+                    st.session_state.pop(key, None)
+                st.rerun()
+        st.caption(f"Used by run{'s' * (len(used_by) > 1)} {', '.join(used_by)}." if used_by
+                   else "No run was trained on it.")
+        st.button("Delete…", key="delete_dataset", icon=":material/delete:", on_click=st.session_state.update,
+                  kwargs={"deleting_dataset": entry.name})
+    if st.session_state.get("deleting_dataset") == entry.name:
+        confirm_delete(entry.name, used_by)
+
+
 def use_button(name: str) -> None:
     if state.active_dataset_name() == name:
         st.success(f"**{name}** is the active dataset.", icon=":material/check_circle:")
@@ -90,6 +155,7 @@ if source == "saved":
     entry = ws.dataset(name)
     st.caption(f"Saved from **{entry.meta.get('source', '?')}**, {charts.when(entry.meta.get('saved'))}.")
     use_button(name)
+    rename_or_delete(entry)
     if entry.meta.get("report"):
         st.subheader("How it was cleaned")
         st.dataframe(charts.report_table(entry.meta["report"]), hide_index=True)
@@ -121,16 +187,32 @@ else:
     st.caption("A synthetic streaming service: 3,000 viewers binge series in order, follow film franchises and "
                "stick to their favourite genres.")
 
-try:
-    raw = caches.raw_log(path)
-except widgets.USER_ERRORS as err:
-    widgets.error(err)
-    st.stop()
-
 if st.session_state.get("settings_for") != str(path):
     for key in FILE_KEYS:
         st.session_state.pop(key, None)
     st.session_state["settings_for"] = str(path)
+
+delimiter = header = None
+if source == "upload":  # before reading, so that a wrong guess that makes the file unreadable can be corrected
+    with st.expander("Reading options: separator and header row"):
+        left, right = st.columns(2)
+        delimiter = left.selectbox("Separator", [None, *DELIMITER_NAMES], key="read_delimiter",
+                                   format_func=lambda d: "Detect" if d is None else DELIMITER_NAMES[d],
+                                   help="How the columns of a delimited text file are separated.")
+        header = right.selectbox("The first row holds", list(HEADER_CHOICES), key="read_header",
+                                 format_func=HEADER_CHOICES.get,
+                                 help="Column names, or already the first event. Delimited text and Excel only.")
+
+if st.session_state.get("roles_for") != [str(path), delimiter, header]:  # other columns: guess the roles again
+    for key in ROLE_KEYS:
+        st.session_state.pop(key, None)
+    st.session_state["roles_for"] = [str(path), delimiter, header]
+
+try:
+    raw = caches.raw_log(path, delimiter, header)
+except widgets.USER_ERRORS as err:
+    widgets.error(err)
+    st.stop()
 
 st.subheader("Columns")
 guess = guess_roles(raw)
@@ -138,13 +220,16 @@ columns = [str(c) for c in raw.events.columns]
 preview, mapping = st.columns([3, 1], gap="large")
 with preview:
     st.dataframe(raw.events.head(8), hide_index=True)
-    st.caption(f"{raw.source}: {raw.format}, {len(raw.events):,} rows. The first rows as read.")
+    st.caption(f"{raw.source}: {how_read(raw)}, {len(raw.events):,} rows. The first rows as read.")
 with mapping:
     user = pick_column("User", "user", guess["user"], columns, required=True)
     item = pick_column("Item", "item", guess["item"], columns, required=True)
     timestamp = pick_column("Timestamp", "timestamp", guess["timestamp"], columns, required=False)
     rating = pick_column("Rating", "rating", guess["rating"], columns, required=False)
-    if raw.roles is None:
+    if raw.header is False:
+        st.caption("The file has no header row, so the columns are named by position: the user and the item are "
+                   "taken to be the first two. Correct them if they are wrong.")
+    elif raw.roles is None:
         st.caption("Detected from the column names; correct them if they are wrong.")
     if timestamp is None:
         st.caption("Without a timestamp, the file's order is the time order.")
@@ -174,7 +259,7 @@ dedupe = cells[4].checkbox("Drop duplicates", value=defaults.drop_duplicates, ke
                            persist_state="session", help="Drop exact duplicates: the same user, item and timestamp.")
 preprocessing = Preprocessing(min_rating=min_rating if rating else None, drop_duplicates=dedupe,
                               collapse_repeats=collapse, k_core=k_core, min_seq_len=min_len)
-made = caches.recipe(path, catalog, roles, preprocessing)
+made = caches.recipe(path, catalog, roles, preprocessing, delimiter, header)
 try:
     dataset = caches.dataset(made)
 except widgets.USER_ERRORS as err:
@@ -186,6 +271,8 @@ show_statistics(made)
 
 st.subheader("Save")
 fingerprint = ws.fingerprint(path, catalog, roles, preprocessing)
+if delimiter is not None or header is not None:  # read otherwise than detected: another dataset
+    fingerprint["reading"] = {"delimiter": delimiter, "header": header}
 existing = ws.find_dataset(fingerprint)
 if existing is not None:
     st.caption("With its own settings the sample needs no saving." if existing.builtin

@@ -1,4 +1,8 @@
-"""Playground: edit a viewing history and watch the next-item predictions follow every edit."""
+"""Playground: edit a viewing history and watch the next-item predictions follow every edit.
+
+The history and the predictions are one fragment: an edit reruns them, not the page around
+them. Typing in a search reruns only that search; while the run trains, only the
+predictions refresh on their own."""
 
 import streamlit as st
 
@@ -7,27 +11,57 @@ from sasrec.ui import caches, charts, state, widgets
 
 widgets.page_setup()
 
+MAIN = "pg_main"  # the fragment an edit reruns
+
 st.title("Playground")
 run = widgets.choose_run("pg_run")
 recommender = widgets.load_recommender(run)
-history = state.history()
+training = run.state() == rundir.RUNNING
 
-edit_column, predictions_column = st.columns([0.85, 1.15], gap="large")
 
-with edit_column:
+def then_show(edit):
+    """A callback for a widget in a nested fragment (a search result): make the edit, then rerun
+    the history and the predictions, not only the search."""
+    def callback(*args):
+        edit(*args)
+        st.rerun(MAIN)
+
+    return callback
+
+
+def add_items():
+    # A fragment of its own, so that typing reruns only the search.
+    query = st.text_input("Add an item", key="pg_search", type="search", live=True,
+                          placeholder="search the catalog by title or id")
+    found = caches.search_catalog(run, recommender, query or "", limit=9)
+    if query and found.empty:
+        st.caption(f"Nothing in the catalog matches “{query}”.")
+    with st.container(horizontal=True):
+        for row in found.head(8).itertuples():
+            label = f"{row.title} · {row.category}" if isinstance(row.category, str) else row.title
+            st.button(label, key=f"pg_add_{row.item_id}", icon=":material/add:", type="tertiary",
+                      on_click=then_show(state.add_item), args=(row.item_id,))
+    if len(found) > 8:
+        st.caption("More items match: type more of the title to narrow the list.")
+
+
+def history_editor(history: list[str]) -> None:
     st.subheader("History")
     with st.container(horizontal=True, vertical_alignment="center"):
         st.caption("Start from", width="content")
-        example = state.example_history(recommender)
+        example = state.example_history(run, recommender)
         if example:
             st.button("Example", key="pg_example", icon=":material/auto_awesome:", on_click=state.start_history,
                       args=(example,), help="Two films of a genre, then the first episodes of a series")
-        with st.popover("Dataset user", icon=":material/person_search:", key="pg_user_popover", on_change="rerun"):
-            dataset = widgets.dataset_or_none(run)
-            if dataset is not None:
-                st.button("Random user", key="pg_random_user", icon=":material/casino:",
-                          on_click=lambda: state.start_from_user(dataset, state.random_user(dataset)))
-                widgets.user_search(dataset, "pg_user_search", on_pick=lambda user_id: state.start_from_user(dataset, user_id))
+        with st.popover("Dataset user", icon=":material/person_search:", key="pg_user_popover",
+                        on_change="rerun") as picker:
+            if picker.open:  # the dataset is loaded only when someone wants a user from it
+                dataset = widgets.dataset_or_none(run)
+                if dataset is not None:
+                    pick = then_show(lambda user_id: state.start_from_user(dataset, user_id))
+                    st.button("Random user", key="pg_random_user", icon=":material/casino:",
+                              on_click=lambda: state.start_from_user(dataset, state.random_user(dataset)))
+                    widgets.user_search(run, dataset, "pg_user_search", on_pick=pick)
 
     user = state.playground_user()
     if user:
@@ -64,32 +98,20 @@ with edit_column:
                                    key="pg_keep_n")
             st.button(f"Keep the last {last}", key="pg_keep", on_click=state.keep_last, args=(last,))
 
-    @st.fragment
-    def add_items():
-        # A fragment, so that typing reruns only the search, not the predictions.
-        query = st.text_input("Add an item", key="pg_search", type="search", live=True,
-                              placeholder="search the catalog by title or id")
-        found = recommender.search(query or "", limit=9)
-        if query and found.empty:
-            st.caption(f"Nothing in the catalog matches “{query}”.")
-        with st.container(horizontal=True):
-            for row in found.head(8).itertuples():
-                label = f"{row.title} · {row.category}" if isinstance(row.category, str) else row.title
-                if st.button(label, key=f"pg_add_{row.item_id}", icon=":material/add:", type="tertiary"):
-                    state.add_item(row.item_id)
-                    st.rerun()
-        if len(found) > 8:
-            st.caption("More items match: type more of the title to narrow the list.")
-
-    add_items()
+    st.fragment(add_items, key="pg_search_fragment")()
 
 
 def predictions():
-    model = widgets.load_recommender(run)
+    if training and run.state() != rundir.RUNNING:  # it has ended: its best weights, and no more refreshing
+        st.rerun()
     history = state.history()
+    state.top_k("pg_k")  # from the link, the first time
     with st.container(horizontal=True, vertical_alignment="bottom"):
-        k = st.number_input("Top k", 1, 100, 10, key="pg_k", width=110)
+        k = st.number_input("Top k", 1, 100, key="pg_k", width=110, on_change=state.share_top_k, args=("pg_k",))
         exclude = st.toggle("Hide items already in the history", True, key="pg_exclude")
+        second_model = widgets.second_model_picker("pg_compare")
+    which = widgets.epoch_slider(run, "pg_epoch")
+    model = widgets.model_at(run, which)
     if not history:
         st.info("Add an item to see what the model predicts next.", icon=":material/playlist_add:")
         return
@@ -99,7 +121,12 @@ def predictions():
         widgets.error(err)
         st.button("Remove the unknown items", key="pg_drop_unknown", on_click=state.drop_unknown, args=(model,))
         return
-    before = state.what_if(run, (k, exclude), list(result.items["item_id"]))
+    if second_model is not None:  # two models side by side: they replace the single table
+        second = widgets.side_by_side(widgets.model_label(run, which), result, second_model, history, k, exclude)
+        if second is not None:
+            explain_and_report(model, history, result, exclude, which, second)
+            return
+    before = state.what_if(run, (k, exclude, which), list(result.items["item_id"]))
     target = (state.playground_user() or {}).get("target")
     widgets.show_predictions(charts.prediction_table(result.items, before, target))
     notes = [f"Predicted in {result.seconds * 1000:.1f} ms on the server"]
@@ -109,10 +136,30 @@ def predictions():
         rank = result.items.index[result.items["item_id"] == target]
         where = f"at rank {rank[0] + 1}" if len(rank) else f"not in the top {k}"
         notes.append(f"true next item **{caches.titles(model, [target])[0]}** {where}")
+    if training:
+        epochs = len(run.metrics())
+        notes.append(f"weights after epoch {epochs}, refreshed while it trains" if epochs else
+                     "weights from the first epoch, refreshed while it trains")
     st.caption(" · ".join(notes))
+    explain_and_report(model, history, result, exclude, which, None)
 
 
-with predictions_column:
-    st.subheader("Predictions")
-    # While the run trains, refresh every few seconds: the predictions improve live.
-    st.fragment(predictions, run_every="5s" if run.state() == rundir.RUNNING else None)()
+def explain_and_report(model, history, result, exclude, which, second):
+    """Why the selected prediction (removal effects), and the report to hand out."""
+    with st.container(key="pg_why_section"):
+        explanation = widgets.why_prediction(model, history, result, exclude, "pg_why", MAIN)
+        widgets.report_download(run, which, history, result, explanation, second, "pg_report")
+
+
+@st.fragment(key=MAIN)
+def playground():
+    edit_column, predictions_column = st.columns([0.85, 1.15], gap="large")
+    with edit_column:
+        history_editor(state.history())
+    with predictions_column:
+        st.subheader("Predictions")
+        # While the run trains, the predictions refresh every few seconds: they improve live.
+        st.fragment(predictions, key="pg_predictions", run_every=widgets.LIVE_SECONDS if training else None)()
+
+
+playground()

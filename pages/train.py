@@ -3,7 +3,7 @@
 import streamlit as st
 
 from sasrec.config import RunConfig, configs
-from sasrec.rundir import FAILED, FINISHED, INTERRUPTED, RUNNING
+from sasrec.rundir import CHECKPOINT, FAILED, FINISHED, INTERRUPTED, RUNNING, STOPPED
 from sasrec.ui import charts, state, widgets
 
 widgets.page_setup()
@@ -69,7 +69,8 @@ def live_view(run) -> None:
                                    f"{progress['step']} of {progress['steps_per_epoch']}{eta}")
             st.caption(f"{progress['examples_per_second']:,.0f} positions per second on {summary['device']}")
             cells = st.columns(4)
-            cells[0].metric("Elapsed", charts.duration(summary["duration_seconds"]))
+            cells[0].metric("Elapsed", charts.short_duration(summary["duration_seconds"]),
+                            help=charts.duration(summary["duration_seconds"]))
             best = summary["best_valid_ndcg@10"]
             cells[1].metric("Best valid NDCG@10", "–" if best is None else f"{best:.4f}")
             if summary["test_ndcg@10"] is not None:
@@ -79,6 +80,8 @@ def live_view(run) -> None:
         if run_state == RUNNING and not run.stop_requested():
             st.button("Stop", key="stop_run", icon=":material/stop_circle:", on_click=ws.stop_run, args=(run,),
                       help="Ends the run after the current step; the best checkpoint so far stays usable.")
+        if run_state in (STOPPED, INTERRUPTED) and not ws.is_builtin(run):
+            resume_form(run, progress)
         if run_state == FAILED:
             st.error(summary["message"], icon=":material/error:")
         if run_state == INTERRUPTED:
@@ -101,6 +104,55 @@ def live_view(run) -> None:
     view()
 
 
+def resume_form(run, progress: dict) -> None:
+    """Continue a stopped or interrupted run from its last checkpoint, with the same or a new epoch budget."""
+    if not (run.path / CHECKPOINT).is_file():
+        st.caption("It ended before its first checkpoint, so it cannot be resumed: start a new run.")
+        return
+    budget = int(progress.get("epochs") or (run.config().get("train") or {}).get("epochs") or 1)
+    done = len(run.metrics())
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        epochs = st.number_input("Epochs in all", min_value=done + 1, max_value=10_000, value=max(budget, done + 1),
+                                 key=f"resume_epochs_{run.name}", width=160,
+                                 help=f"{done} epoch{'s' * (done != 1)} done; it trains on up to this many in all.")
+        if st.button("Resume", key="resume_run", icon=":material/play_arrow:", type="primary",
+                     help="Continues from the last checkpoint, with the same settings and data."):
+            try:
+                ws.resume_run(run, epochs=epochs)
+            except widgets.USER_ERRORS as err:
+                widgets.error(err)
+            else:
+                st.rerun()
+
+
+def use_faster(asked: tuple, faster: dict) -> None:
+    """on_click: the faster settings into the form, with their estimate as the one shown."""
+    state.apply_settings(faster["changes"])
+    dataset_name, preset, settings = asked
+    st.session_state["train_estimate"] = {
+        "asked": (dataset_name, preset, tuple(sorted((dict(settings) | faster["changes"]).items()))), "result": faster}
+
+
+def show_estimate(result: dict, asked: tuple) -> None:
+    """The estimate below the form; for a long run, the faster settings and a button to use them."""
+    epochs = result["epochs"]
+    st.markdown(f"**About {charts.about(result['epoch_seconds']).removeprefix('about ')} per epoch**, up to "
+                f"{charts.about(result['total_seconds']).removeprefix('about ')} for {epochs} epoch{'s' * (epochs > 1)} "
+                "and the test evaluation.")
+    st.caption(f"Timed on {result['steps_timed']} training steps of {result['steps_per_epoch']:,} per epoch "
+               f"({result['seconds_per_step'] * 1000:,.0f} ms each, {result['threads']} thread"
+               f"{'s' * (result['threads'] > 1)}) and a validation sample. Early stopping usually ends a run sooner.")
+    faster = result.get("faster")
+    if faster:
+        changes = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in faster["changes"].items())
+        st.warning(f"That is long. Faster settings ({changes}) take about "
+                   f"{charts.about(faster['epoch_seconds']).removeprefix('about ')} per epoch, up to "
+                   f"{charts.about(faster['total_seconds']).removeprefix('about ')} in all.",
+                   icon=":material/speed:")
+        st.button("Use the faster settings", key="use_faster", icon=":material/speed:", on_click=use_faster,
+                  args=(asked, faster))
+
+
 def select_run(key: str, names: list[str]) -> None:
     rows = st.session_state[key].selection.rows
     if rows:  # a click on the selected row clears the selection; the active run stays
@@ -114,6 +166,7 @@ with form_column:
     st.subheader("New run")
     st.markdown(f"Dataset: **{dataset.name}**")
     st.page_link("pages/data.py", label="Choose another on the Data page", icon=":material/table_view:")
+    state.restore_train_form(state.active_run())
     preset = st.selectbox("Preset", list(widgets.PRESET_LABELS), format_func=widgets.PRESET_LABELS.get,
                           key="train_preset", on_change=state.apply_preset, persist_state="session")
     with st.form("train_form"):
@@ -121,17 +174,34 @@ with form_column:
         suggested = ws.new_run_name(dataset.name)
         name = st.text_input("Run name", placeholder=suggested, key="train_run_name", max_chars=60,
                              help="Leave empty for the dataset's name and the time.")
-        start = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
-                                      key="start_training")
-    if start:
+        with st.container(horizontal=True):
+            estimate = st.form_submit_button("Estimate the time", icon=":material/timer:", key="estimate_training",
+                                             help="Times a few training steps with these settings on this data.")
+            start = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
+                                          key="start_training")
+    asked = (dataset.name, preset, tuple(sorted(settings.items())))  # what an estimate is of
+    if estimate or start:
         try:
             config = RunConfig(*configs(preset, **settings), data=None)  # the registry fills in the data
-            run = ws.start_run(dataset.name, name.strip() or suggested, config)
+            if estimate:
+                with st.spinner("Timing a few training steps…"):
+                    st.session_state["train_estimate"] = {"asked": asked, "result": ws.estimate(dataset.name, config)}
+            else:
+                known = st.session_state.get("train_estimate") or {}
+                run = ws.start_run(dataset.name, name.strip() or suggested, config, preset=preset,
+                                   estimate=known.get("result") if known.get("asked") == asked else None)
         except (*widgets.USER_ERRORS, ValueError) as err:
             widgets.error(f"Cannot train with these settings: {err}" if isinstance(err, ValueError) else err)
         else:
-            state.set_active_run(run.name)
-            st.rerun()
+            if start:
+                st.session_state.pop("train_estimate", None)
+                state.set_active_run(run.name)
+                st.rerun()
+    known = st.session_state.get("train_estimate")
+    if known and known["asked"] == asked:
+        show_estimate(known["result"], asked)
+    elif not start:
+        st.caption("Estimate the time first: a few timed steps say how long an epoch and the whole run take here.")
 
 with live_column:
     run = state.active_run()

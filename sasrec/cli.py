@@ -1,4 +1,4 @@
-"""python -m sasrec {train,evaluate,recommend,stats,make-sample}.
+"""python -m sasrec {train,evaluate,recommend,stats,make-sample,make-log}.
 
 This is also what the app's background jobs run. Errors a user can fix print one line
 and exit with status 2; a traceback means a bug.
@@ -24,6 +24,7 @@ from .config import (
     with_settings,
 )
 from .dataset import Preprocessing
+from .distributed import Distributed
 from .evaluate import metrics_table
 from .inference import Recommender
 from .readers import Columns, DataError
@@ -99,36 +100,51 @@ def training_request(args) -> tuple[RunConfig, Path, bool]:
 
 
 def cmd_train(args):
+    """Train, or resume; under torchrun every rank runs this, and rank 0 alone writes and prints."""
     config, out, resume = training_request(args)
+    dist = Distributed.from_env()
     status = rundir.StatusWriter(out)
 
     def fail(message: str) -> None:  # into a run directory that exists: the app's, or a resumed one
-        if out.is_dir():
+        if dist.is_main and out.is_dir():
             status.write(rundir.FAILED, message)
 
-    progress = ProgressPrinter()
+    progress = ProgressPrinter() if dist.is_main else None
     try:
+        device = dist.device(resolve_device(config.train.device))
+        dist.start(device)
         dataset = config.data.load()
-        out.mkdir(parents=True, exist_ok=True)
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
         if not resume:
-            config = defaults.resolve(config, dataset, resolve_device(config.train.device))
+            config = defaults.resolve(config, dataset, device)
             for setting, why in config.chosen.items():
-                print(f"{setting} = {why}", flush=True)
+                if dist.is_main:
+                    print(f"{setting} = {why}", flush=True)
         config = replace(config, data=config.data.relative_to(out))
-        result = train(dataset, config, out, on_progress=progress, resume=resume)
+        result = train(dataset, config, out, on_progress=progress, resume=resume, dist=dist)
     except torch.OutOfMemoryError as err:
         message = (f"out of memory on {config.train.device}: try a smaller --batch-size or --maxlen, or "
                    f"--loss sampled-ce ({str(err).splitlines()[0][:200]})")
         fail(message)
         raise rundir.RunError(message) from err
-    except (DataError, rundir.RunError, ValueError, OSError) as err:
+    except OSError as err:  # a full disk, a refused write: named without the server's path
+        where = f" ({Path(err.filename).name})" if err.filename else ""
+        message = f"{err.strerror or err}{where}"
+        fail(message)
+        raise rundir.RunError(message) from err
+    except (DataError, rundir.RunError, ValueError) as err:
         fail(str(err))
         raise
     except Exception as err:
         fail(f"{type(err).__name__}: {err}")
         raise
     finally:
-        progress.close()
+        if progress:
+            progress.close()
+        dist.close()
+    if not dist.is_main:
+        return
     best = result["best_valid_ndcg@10"]
     summary = (f"{result['state']}: {result['message']}; {result['epochs']} epochs in {result['elapsed_seconds']:.1f} s "
                f"on {result['device']}" + (f", best valid NDCG@10 {best:.4f} at epoch {result['best_epoch']}"
@@ -199,6 +215,25 @@ def cmd_make_sample(args):
         print(path)
 
 
+def cmd_make_log(args):
+    from .synthetic import write_log
+
+    for path in write_log(args.folder, args.events, args.items, seed=args.seed):
+        print(path)
+
+
+def count(text: str) -> int:
+    """A count as a user types it: 10000, 10_000, 24k, 10M."""
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (say 50000, 24k or 10M)") from None
+    if value * scale < 1 or value * scale > 1e10:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range")
+    return int(value * scale)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m sasrec", description="Train, evaluate and query SASRec.")
     commands = top.add_subparsers(dest="command", required=True)
@@ -237,6 +272,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_make_sample)
+
+    p = commands.add_parser("make-log", help="write a synthetic log of any size (Zipf catalog, planted chains)")
+    p.add_argument("folder")
+    p.add_argument("--events", type=count, default=1_000_000, help="events, e.g. 10M (default: 1M)")
+    p.add_argument("--items", type=count, default=100_000, help="catalog size, e.g. 1M (default: 100k)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_make_log)
     return top
 
 

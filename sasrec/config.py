@@ -25,13 +25,14 @@ class TrainConfig:
     loss: str | None = setting(None, "ce: full softmax (SASRec+); bce: the paper's, one negative; sampled-ce: for "
                                      "large catalogs (default: from the catalog size)",
                                label="Loss", form=True, choices=LOSSES, type=str)
-    num_negatives: int = setting(256, "shared negatives per batch for sampled-ce", flag="num_negatives")
+    num_negatives: int | None = setting(None, "shared negatives per batch for sampled-ce (default: from the catalog)",
+                                        flag="num_negatives", type=int)
     epochs: int = setting(200, "most epochs to train", label="Epochs", form=True, low=1, high=10_000)
-    # On ml-100k, validation NDCG@10 can stall for 10 epochs and then climb again
-    # (bench/train_eval.py, seeds 42-46).
-    patience: int = setting(20, "validations without improvement before stopping", label="Patience", form=True,
-                            low=1, high=1_000)
-    eval_every: int = setting(1, "epochs between validations", flag="eval_every")
+    patience: int | None = setting(None, "validations without improvement before stopping (default: from the "
+                                         "number of validation users)", label="Patience", form=True, low=1,
+                                   high=1_000, type=int)
+    eval_every: int | None = setting(None, "epochs between validations (default: so that validation stays a small "
+                                           "share of the time)", flag="eval_every", type=int)
     lr: float | None = setting(None, "Adam learning rate (default: suits the loss and batch size)",
                                label="Learning rate", form=True, low=1e-6, high=1.0, step=1e-4, type=float)
     beta2: float = setting(0.98, "Adam beta2")

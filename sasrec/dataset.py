@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .files import atomic_write
@@ -177,11 +178,14 @@ def _parse_timestamps(values: pd.Series, source: str, column: str, first_line: i
             bad = np.flatnonzero(~np.isfinite(raw))[:3]
             raise DataError(f"{source}: column {column!r} should hold timestamps, but has infinite values at "
                             f"{', '.join(_where(bad, first_line))}")
-        typical = np.median(np.abs(raw[~missing])) if (~missing).any() else 0
+        present = raw[~missing] if missing.any() else raw
+        typical = np.median(np.abs(present[::max(1, len(present) // 100_000)])) if len(present) else 0  # a sample will do
         # Epoch seconds stay below 1e11 until the year 5138; anything bigger is a finer unit.
         unit, per_second = next(((unit, scale) for limit, unit, scale in
                                  ((1e17, "epoch ns", 10 ** 9), (1e14, "epoch us", 10 ** 6), (1e11, "epoch ms", 10 ** 3))
                                  if typical > limit), ("epoch s", 1))
+        if integer and per_second == 1:
+            return raw, raw, missing, unit  # epoch seconds are their own sort key
         seconds = raw // per_second if integer else np.floor(raw / per_second)
         return raw, seconds.astype(np.int64), missing, unit
 
@@ -217,9 +221,38 @@ def _parse_ratings(values: pd.Series, source: str, column: str, first_line: int 
     return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _record(report: list, step: str, log: pd.DataFrame, **extra) -> None:
-    report.append({"step": step, "rows": len(log), "users": int(log["user"].nunique()),
-                   "items": int(log["item"].nunique()), **extra})
+def _factorize_ids(values: pd.Series, source: str, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """-> (codes, names): the distinct ids, normalised as _normalise_ids does and sorted, so that the same
+    cleaned data always gets the same internal ids; each row's code indexes them, -1 where the id is missing.
+    Rows are hashed once by pyarrow; the clean-up and the sort touch each distinct id once."""
+    try:
+        array = pa.Table.from_pandas(values.to_frame("ids"), preserve_index=False).column("ids")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # python objects of mixed types (JSON): pandas hashes them
+        array = None
+    if array is not None and pa.types.is_nested(array.type):
+        raise DataError(f"{source}: column {column!r} holds {array.type} values (lists or records), but an id column "
+                        "needs one id per row; choose another column")
+    if array is None:
+        codes, distinct = pd.factorize(_normalise_ids(values), use_na_sentinel=True)
+    else:
+        encoded = pc.dictionary_encode(array)  # the chunks share one dictionary
+        distinct = (encoded.chunks[-1].dictionary if encoded.num_chunks else pa.array([], array.type)).to_pandas()
+        codes = np.concatenate([chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False) for chunk in encoded.chunks]
+                               or [np.zeros(0, np.int32)])
+    distinct_codes, names = pd.factorize(_normalise_ids(pd.Series(distinct)), sort=True, use_na_sentinel=True)
+    codes = np.append(distinct_codes.astype(np.int32), -1)[codes]  # a missing id's -1 picks the appended -1
+    return codes, np.asarray(names, dtype=object)
+
+
+def _record(report: list, step: str, log: dict, **extra) -> None:
+    """Append a step's effect: rows, users and items left (the same as before if it dropped nothing)."""
+    previous = report[-1]
+    if len(log["user"]) == previous["rows"]:
+        counts = {key: previous[key] for key in ("rows", "users", "items")}
+    else:
+        counts = {"rows": len(log["user"])} | {f"{role}s": int(np.count_nonzero(np.bincount(log[role], minlength=1)))
+                                                for role in ("user", "item")}
+    report.append({"step": step, **counts, **extra})
 
 
 def _check_enough(report: list, source: str) -> None:
@@ -227,17 +260,56 @@ def _check_enough(report: list, source: str) -> None:
     if last["users"] >= 2 and last["items"] >= 2:
         return
     culprit = next(step for step in report if step["users"] < 2 or step["items"] < 2)
-    trail = " -> ".join(f"{s['step']}: {s['rows']} rows, {s['users']} users, {s['items']} items" for s in report)
+    trail = " -> ".join(f"{s['step']}: {s['rows']:,} rows, {s['users']:,} users, {s['items']:,} items" for s in report)
     cause = ("the log itself has too few" if culprit["step"] == "read"
              else f"the step {culprit['step']!r} removed the rest; relax it")
-    raise DataError(f"{source}: {last['users']} user(s) and {last['items']} item(s) are left, but at least 2 of each "
+    raise DataError(f"{source}: {last['users']:,} user(s) and {last['items']:,} item(s) are left, but at least 2 of each "
                     f"are needed: {cause} ({trail})")
 
 
-def _time_order(log: pd.DataFrame) -> np.ndarray:
-    """Stable sort by (user, time): two stable passes, so file order breaks ties (and is all there is without times)."""
-    order = np.argsort(log["key"].to_numpy(), kind="stable") if "key" in log else np.arange(len(log))
-    return order[np.argsort(log["user"].to_numpy()[order], kind="stable")]
+def _same_as_previous(*columns: np.ndarray) -> np.ndarray:
+    """Whether each row equals the row before it in all these columns (the first row does not)."""
+    same = np.zeros(len(columns[0]), dtype=bool)
+    same[1:] = np.logical_and.reduce([column[1:] == column[:-1] for column in columns])
+    return same
+
+
+def _time_order(user: np.ndarray, key: np.ndarray | None) -> np.ndarray:
+    """Order by (user, time), file order breaking ties (and all there is without times). One unstable sort
+    of a combined key, then the tied rows alone put back in file order: much faster than stable sorts."""
+    if key is None:
+        key = np.arange(len(user))
+    if len(user) == 0:
+        return np.zeros(0, dtype=np.int64)
+    low, high = int(key.min()), int(key.max())
+    if key.dtype.kind == "f" or (int(user.max()) + 1) * (high - low + 1) >= 2 ** 63:
+        key = np.unique(key, return_inverse=True)[1]  # ranks: small enough to combine with the user
+        low, high = 0, int(key.max())
+    combined = user.astype(np.int64)  # user * span + (key - low), in place: three fewer arrays of the log's length
+    combined *= high - low + 1
+    combined -= low  # before adding the key, so that no step leaves the int64 range
+    combined += key
+    order = np.argsort(combined)
+    tied = _same_as_previous(combined[order])
+    if tied.any():
+        rows = np.flatnonzero(tied | np.r_[tied[1:], False])
+        runs = np.cumsum(~tied[rows])  # each run starts with an untied row
+        order[rows] = order[rows][np.lexsort((order[rows], runs))]
+    return order
+
+
+def _repeated_events(user: np.ndarray, item: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Rows (in time order) that repeat an earlier row's user, item and time exactly. Such repeats lie
+    among the runs of rows of one user at one time, so only those runs are searched."""
+    same_time = _same_as_previous(user, key)
+    repeated = np.zeros(len(user), dtype=bool)
+    if same_time.any():
+        rows = np.flatnonzero(same_time | np.r_[same_time[1:], False])
+        runs = np.cumsum(~same_time[rows])  # each run starts with a row unlike the one before
+        _, first = np.unique(runs * (int(item.max()) + 1) + item[rows], return_index=True)  # first in file order
+        repeated[rows] = True
+        repeated[rows[first]] = False
+    return repeated
 
 
 def build_dataset(events: pd.DataFrame, roles: Columns, catalog: pd.DataFrame | None = None,
@@ -253,76 +325,84 @@ def build_dataset(events: pd.DataFrame, roles: Columns, catalog: pd.DataFrame | 
     if roles.user == roles.item:
         raise DataError(f"{source}: column {roles.user!r} cannot be both the user and the item column")
 
-    users, items = _normalise_ids(events[roles.user]), _normalise_ids(events[roles.item])
-    for role, column, ids in (("user", roles.user, users), ("item", roles.item, items)):
-        if ids.isna().all():
-            raise DataError(f"{source}: the {role} column {column!r} has no ids: all {len(ids)} values are missing")
-    # Sorted factorisation: the same cleaned data always gets the same internal ids.
-    user_codes, user_names = pd.factorize(users, sort=True)
-    item_codes, item_names = pd.factorize(items, sort=True)
-    log = pd.DataFrame({"user": user_codes, "item": item_codes})
+    user_codes, user_names = _factorize_ids(events[roles.user], source, roles.user)
+    item_codes, item_names = _factorize_ids(events[roles.item], source, roles.item)
+    for role, column, codes in (("user", roles.user, user_codes), ("item", roles.item, item_codes)):
+        if (codes < 0).all():
+            raise DataError(f"{source}: the {role} column {column!r} has no ids: all {len(codes)} values are missing")
+    # One row per event, in parallel arrays that each step filters together.
+    log = {"user": user_codes, "item": item_codes}
 
-    read_step = {"step": "read", "rows": len(log), "users": len(user_names), "items": len(item_names),
+    read_step = {"step": "read", "rows": len(user_codes), "users": len(user_names), "items": len(item_names),
                  "skipped_rows": int(events.attrs.get("skipped_rows", 0))}
+    has_time = rating = None
     if roles.timestamp is not None:
-        key, seconds, missing, unit = _parse_timestamps(events[roles.timestamp], source, roles.timestamp, first_line)
+        log["key"], seconds, missing, unit = _parse_timestamps(events[roles.timestamp], source, roles.timestamp, first_line)
+        if seconds is not log["key"]:  # finer than seconds: the key sorts, the seconds are kept
+            log["seconds"] = seconds
         if missing.all():
             raise DataError(f"{source}: the timestamp column {roles.timestamp!r} has no values; "
                             "choose another column, or none to keep file order")
-        log["key"], log["seconds"], log["has_time"] = key, seconds, ~missing
-        read_step["timestamps"] = unit
+        has_time, read_step["timestamps"] = ~missing, unit
     if preprocessing.min_rating is not None:
         if roles.rating is None:
             raise DataError(f"{source}: min_rating >= {preprocessing.min_rating:g} needs a rating column, but there is "
                             f"none (columns are {columns}; recognised names: {', '.join(RATING_NAMES)})")
-        log["rating"] = _parse_ratings(events[roles.rating], source, roles.rating, first_line)
+        rating = _parse_ratings(events[roles.rating], source, roles.rating, first_line)
     report = [read_step]
 
-    log = log[(log["user"] >= 0) & (log["item"] >= 0)]
-    _record(report, "drop missing ids", log)
-    if "has_time" in log:
-        log = log[log["has_time"]]
-        _record(report, "drop missing timestamps", log)
-    if preprocessing.min_rating is not None:
-        log = log[log["rating"] >= preprocessing.min_rating]
-        _record(report, f"min rating >= {preprocessing.min_rating:g}", log)
+    def keep(rows: np.ndarray, step: str | None = None, **extra) -> None:
+        """Keep the rows a mask or an order picks; record the step, if it is one."""
+        nonlocal log
+        if rows.dtype != bool or not rows.all():
+            log = {name: values[rows] for name, values in log.items()}
+        if step:
+            _record(report, step, log, **extra)
+
+    kept = (user_codes >= 0) & (item_codes >= 0)  # the rows of `events` still in `log`
+    keep(kept, "drop missing ids")
+    if has_time is not None:
+        keep(has_time[kept], "drop missing timestamps")
+        kept &= has_time
+    if rating is not None:
+        keep(rating[kept] >= preprocessing.min_rating, f"min rating >= {preprocessing.min_rating:g}")
+    keep(_time_order(log["user"], log.get("key")))
     if preprocessing.drop_duplicates:
         if "key" in log:
-            log = log[~log.duplicated(["user", "item", "key"])]
-            _record(report, "drop duplicates", log)
+            keep(~_repeated_events(log["user"], log["item"], log["key"]), "drop duplicates")
         else:  # without times, a repeated (user, item) may be a genuine re-consumption: keep it
             _record(report, "drop duplicates", log, note="no timestamps: nothing is an exact duplicate")
-    log = log.iloc[_time_order(log)]
     if preprocessing.collapse_repeats:
-        user, item = log["user"].to_numpy(), log["item"].to_numpy()
-        repeat = np.r_[False, (user[1:] == user[:-1]) & (item[1:] == item[:-1])]
-        log = log[~repeat]
-        _record(report, "collapse repeats", log)
+        keep(~_same_as_previous(log["user"], log["item"]), "collapse repeats")
     if preprocessing.k_core > 1:
         k, passes = preprocessing.k_core, 0
-        while len(log):  # removing users can drop items below k and vice versa: repeat until nothing changes
-            user, item = log["user"].to_numpy(), log["item"].to_numpy()
-            keep = (np.bincount(user)[user] >= k) & (np.bincount(item)[item] >= k)
-            if keep.all():
+        while len(log["user"]):  # removing users can drop items below k and vice versa: repeat until nothing changes
+            user, item = log["user"], log["item"]
+            enough = (np.bincount(user)[user] >= k) & (np.bincount(item)[item] >= k)
+            if enough.all():
                 break
-            log, passes = log[keep], passes + 1
+            keep(enough)
+            passes += 1
         _record(report, f"k-core {k}", log, passes=passes)
     if preprocessing.min_seq_len > 1:
-        user = log["user"].to_numpy()
-        log = log[np.bincount(user)[user] >= preprocessing.min_seq_len] if len(log) else log
-        _record(report, f"min sequence length {preprocessing.min_seq_len}", log)
+        user = log["user"]
+        keep(np.bincount(user, minlength=1)[user] >= preprocessing.min_seq_len, f"min sequence length {preprocessing.min_seq_len}")
     _check_enough(report, source)
 
     # Renumber what is left: users 0..U-1 and items 1..N, both still in sorted order of the original id.
-    kept_users, user_index = np.unique(log["user"].to_numpy(), return_inverse=True)
-    kept_items, item_index = np.unique(log["item"].to_numpy(), return_inverse=True)
-    user_ids = np.asarray(user_names, dtype=object)[kept_users]
-    item_ids = np.concatenate([np.array([""], dtype=object), np.asarray(item_names, dtype=object)[kept_items]])
+    # The log is ordered by user code, so each user's events are contiguous and in time order.
+    user, item = log["user"], log["item"]
+    events_per_user = np.bincount(user, minlength=len(user_names))
+    kept_users = np.flatnonzero(events_per_user)
+    kept_items = np.flatnonzero(np.bincount(item, minlength=len(item_names)))
+    new_item = np.zeros(len(item_names), dtype=np.int32)
+    new_item[kept_items] = np.arange(1, len(kept_items) + 1)
+    item_ids = np.concatenate([np.array([""], dtype=object), item_names[kept_items]])
     offsets = np.zeros(len(kept_users) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(user_index, minlength=len(kept_users)), out=offsets[1:])
+    np.cumsum(events_per_user[kept_users], out=offsets[1:])
     return Dataset(
-        user_ids=user_ids, item_ids=item_ids, offsets=offsets, items=(item_index + 1).astype(np.int32),
-        timestamps=log["seconds"].to_numpy(dtype=np.int64) if "seconds" in log else None,
+        user_ids=user_names[kept_users], item_ids=item_ids, offsets=offsets, items=new_item[item],
+        timestamps=log.get("seconds", log.get("key")),
         catalog=_join_catalog(item_ids, catalog, source), preprocessing=preprocessing, report=report, source=source)
 
 

@@ -6,9 +6,12 @@ name and content, never by trusting either alone. Anything a user can get wrong 
 their files raises DataError, whose message names the file and the column, says what was
 expected and quotes the offending rows. dataset.build_dataset() cleans what is read here.
 
-Nothing here loops over rows in Python: readers are pyarrow's, clean-up is numpy/pandas.
+Nothing here loops over rows in Python: readers are pyarrow's (openpyxl's for Excel),
+clean-up is numpy/pandas. Compressed input (gzip, zip) is unpacked up to
+MAX_DECOMPRESSED_BYTES, so that a bomb gets a message instead of the memory.
 """
 
+import csv
 import functools
 import gzip
 import io
@@ -34,31 +37,46 @@ TIMESTAMP_NAMES = ("timestamp", "ts", "time", "datetime", "date", "event_time", 
 RATING_NAMES = ("rating", "score", "stars")
 TITLE_NAMES = ("title", "movie_title", "name", "item_name", "product_title", "product_name", "track_name")
 CATEGORY_NAMES = ("category", "main_category", "genre", "genres", "class", "categories")
+# A first row holding any of these is a header, whatever the rows below it look like.
+KNOWN_COLUMN_NAMES = {name.lower() for names in (USER_NAMES, ITEM_NAMES, TIMESTAMP_NAMES, RATING_NAMES, TITLE_NAMES,
+                                                 CATEGORY_NAMES) for name in names} | {"id"}
 
 # ml-100k's u.item ends in 19 0/1 genre flags, in this order.
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
                  "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
                  "War", "Western")
 ML_RATING_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
+MOVIELENS_LOGS = ("u.data", "ratings.dat", "ratings.csv")
 
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".txt", ".dat", ".jsonl", ".ndjson", ".json")
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
-DELIMITERS = (",", "\t", ";", "|")
+# Formats holding one plain table, which read_catalog takes as a catalog too.
+TABLE_FORMATS = ("csv", "tsv", "parquet", "jsonl", "excel")
+DELIMITERS = (",", "\t", ";", "|")  # sniffed, in this order of preference
+DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe", " ": "space"}  # those a user may choose
 RECBOLE_TYPE = re.compile(r":(token|token_seq|float|float_seq)$")
 RECBOLE_ARROW_TYPES = {"token": pa.string(), "token_seq": pa.string(), "float": pa.float64(), "float_seq": pa.string()}
-SASREC_LINE = re.compile(rb"[ \t]*\d+[ \t]+\d+[ \t]*\r?")
-NOT_SASREC_LINE = re.compile(rb"(?m)^(?![ \t]*\d+[ \t]+\d+[ \t]*\r?$)[ \t]*\S.*$")
+# 'user item item ...' lines: whitespace-separated integers of at most 18 digits (int64 holds them).
+SEQUENCE_LINE = re.compile(rb"[ \t]*\d{1,18}(?:[ \t]+\d{1,18})+[ \t]*\r?")
+NOT_SEQUENCE_LINE = re.compile(rb"(?m)^(?![ \t]*\d{1,18}(?:[ \t]+\d{1,18})*[ \t]*\r?$)[ \t]*\S.*$")
 NUMBER = re.compile(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?")
+DATE_LIKE = r"\d[-/:.T ]\d"
 MULTI_VALUE_SEPARATOR = r"\s*[|;,]\s*"
 NO_GENRES = "(no genres listed)"  # MovieLens' own placeholder: means missing
 MAX_MALFORMED_FRACTION = 0.01  # skip at most this share of rows with the wrong number of fields
+# gzip and zip input is unpacked up to this many bytes: room for real logs, and a bound for a bomb.
+MAX_DECOMPRESSED_BYTES = 4 << 30
 SNIFF_BYTES = 1 << 16
+# pyarrow parses CSV in blocks of this size, in parallel: its 1 MB default costs a 10M-row log about a
+# second of system time in memory churn (bench/read_speed.py).
+CSV_BLOCK_BYTES = 16 << 20
 BINARY_MAGIC = ((b"\x89PNG", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"GIF8", "GIF image"),
                 (b"%PDF", "PDF document"), (b"\xd0\xcf\x11\xe0", "legacy Office (.xls) file"),
                 (b"SQLite format", "SQLite database"), (b"\x7fELF", "program binary"))
 CONTROL_BYTES = bytes(range(0, 9)) + bytes(range(14, 32)) + b"\x7f"
-FORMATS_HINT = ("CSV/TSV with a header, Parquet, JSON Lines, SASRec 'user item' text, a RecBole .inter, "
-                "a MovieLens .zip, or a dataset folder (interactions.* + items.*)")
+FORMATS_HINT = ("CSV/TSV (with or without a header row), Parquet, JSON Lines, Excel .xlsx, SASRec 'user item' text or "
+                "one 'user item item ...' line per user, a RecBole .inter, a MovieLens .zip, a .zip holding one table, "
+                "or a dataset folder (interactions.* + items.*)")
 
 
 class DataError(ValueError):
@@ -80,18 +98,24 @@ class RawLog:
     events: pd.DataFrame            # the table as read, original column names (RecBole `name:type` stripped)
     catalog: pd.DataFrame | None    # the source's own item catalog, standardised (see read_catalog)
     source: str                     # file name for messages
-    format: str                     # csv, tsv, parquet, jsonl, sasrec-txt, recbole, movielens-*, dataset-folder
-    roles: Columns | None           # roles fixed by the format, else None (detect them)
+    format: str                     # one of TABLE_FORMATS, sasrec-txt, user-sequences, recbole, movielens-*, dataset-folder
+    roles: Columns | None           # roles fixed by the format or, without a header row, guessed; else None (detect them)
+    delimiter: str | None = None    # delimited text: the separator
+    header: bool | None = None      # delimited text and Excel: whether the first row names the columns
 
 
 # -----------------------------------------------------------------------------
 # reading
 
-def read_log(path: str | Path) -> RawLog:
-    """Read an interaction log in any supported format, deciding by name and content."""
+def read_log(path: str | Path, delimiter: str | None = None, header: bool | None = None) -> RawLog:
+    """Read an interaction log in any supported format, deciding by name and content. For delimited
+    text, `delimiter` and `header` (is the first row column names?) override what is detected."""
     path = Path(path)
+    if delimiter is not None and delimiter not in DELIMITER_NAMES:
+        raise DataError(f"{path.name}: {delimiter!r} is not a separator I read; choose one of "
+                        f"{', '.join(DELIMITER_NAMES.values())}")
     if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
+        raise DataError(f"{path.name}: no such file or folder")
     if path.is_dir():
         return _read_folder(path)
     if path.name in ("u.data", "ratings.dat"):  # extracted MovieLens: headerless, so the name is all we have
@@ -99,10 +123,9 @@ def read_log(path: str | Path) -> RawLog:
     if path.suffix.lower() == ".inter":
         return _read_recbole(path)
     if _head(path, 4) == b"PK\x03\x04":
-        return _read_movielens_zip(path)
-    events, file_format = _read_table(path)
-    roles = Columns("user_id", "item_id") if file_format == "sasrec-txt" else None
-    return RawLog(events, None, path.name, file_format, roles)
+        return _read_zip(path, delimiter, header)
+    events, file_format = _read_table(path, delimiter, header)
+    return _table_log(events, path.name, file_format)
 
 
 def read_catalog(path: str | Path) -> pd.DataFrame:
@@ -110,7 +133,7 @@ def read_catalog(path: str | Path) -> pd.DataFrame:
     standardised to item_id, title, category, genres, then any other columns."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
+        raise DataError(f"{path.name}: no such file or folder")
     if path.name == "u.item":
         return _ml100k_catalog(_read_bytes(path), path.name)
     if path.name == "movies.dat":
@@ -119,11 +142,25 @@ def read_catalog(path: str | Path) -> pd.DataFrame:
         return _read_recbole_items(path)
     if path.is_dir() or _head(path, 4) == b"PK\x03\x04" or path.suffix.lower() == ".inter":
         raw = read_log(path)
-        if raw.catalog is None:
-            raise DataError(f"{path.name}: holds no item catalog (expected e.g. items.csv, u.item, movies.csv)")
-        return raw.catalog
+        if raw.catalog is not None:
+            return raw.catalog
+        if raw.format in TABLE_FORMATS:  # a workbook, or a zip holding one table
+            return _standard_catalog(raw.events, raw.source)
+        raise DataError(f"{path.name}: holds no item catalog (expected e.g. items.csv, u.item, movies.csv)")
     frame, _ = _read_table(path)
     return _standard_catalog(frame, path.name)
+
+
+def _table_log(events: pd.DataFrame, source: str, file_format: str) -> RawLog:
+    """A RawLog of one table, with the roles its format fixes (or its column positions suggest)."""
+    header = events.attrs.get("header")
+    if file_format in ("sasrec-txt", "user-sequences"):
+        roles = Columns("user_id", "item_id")
+    elif header is False:
+        roles = _roles_by_position(events)
+    else:
+        roles = None
+    return RawLog(events, None, source, file_format, roles, events.attrs.get("delimiter"), header)
 
 
 def _head(path: Path, size: int) -> bytes:
@@ -131,7 +168,7 @@ def _head(path: Path, size: int) -> bytes:
         with open(path, "rb") as f:
             return f.read(size)
     except OSError as err:
-        raise DataError(f"{path.name}: cannot be read: {err}") from err
+        raise DataError(f"{path.name}: cannot be read: {err.strerror}") from err  # err itself holds the full path
 
 
 def _read_bytes(path: Path, source: str | None = None) -> bytes:
@@ -140,17 +177,37 @@ def _read_bytes(path: Path, source: str | None = None) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise DataError(f"{source}: cannot be read: {err}") from err
+        raise DataError(f"{source}: cannot be read: {err.strerror}") from err
     return _gunzip(data, source)
 
 
+def _too_big(source: str, what: str) -> DataError:
+    return DataError(f"{source}: {what} more than {_size(MAX_DECOMPRESSED_BYTES)}, the most read from compressed "
+                     "input; this looks like a decompression bomb (or a log too big to read here)")
+
+
+def _size(size: int) -> str:
+    return f"{size / 2**30:,.1f} GB" if size >= 2**30 else f"{size / 2**20:,.1f} MB"
+
+
 def _gunzip(data: bytes, source: str) -> bytes:
+    """Gunzip gzip data, in bounded steps: never more than MAX_DECOMPRESSED_BYTES come out."""
     if data[:2] == b"\x1f\x8b":
+        chunks, size = [], 0
         try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as err:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+                while chunk := stream.read(1 << 24):
+                    size += len(chunk)
+                    if size > MAX_DECOMPRESSED_BYTES:
+                        raise _too_big(source, "the gzip data unpacks to")
+                    chunks.append(chunk)
+        except EOFError as err:
+            raise DataError(f"{source}: the gzip data is cut short ({err}); the file is incomplete: "
+                            "copy or download it again") from err
+        except (OSError, zlib.error) as err:
             raise DataError(f"{source}: looks gzip-compressed but cannot be decompressed: {err}") from err
-    if not data.strip():
+        data = b"".join(chunks)
+    if not data or data.isspace():
         raise DataError(f"{source}: the file is empty ({len(data)} bytes); expected a table such as "
                         "user_id,item_id,timestamp with one event per row")
     return data
@@ -170,6 +227,11 @@ def _text_encoding(data: bytes, source: str) -> str:
     if control > len(head) / 100:
         raise DataError(f"{source}: binary data ({control} control bytes in the first {len(head)}), not a text table; "
                         f"expected {FORMATS_HINT}")
+    nul = data.find(b"\0")
+    if nul >= 0:  # text never holds one; pyarrow would keep it inside an id
+        line = data.count(b"\n", 0, nul) + 1
+        raise DataError(f"{source}: line {line} holds a NUL byte (\\x00), which text never does: the file is damaged, "
+                        f"or not text; it reads {data[max(0, nul - 30):nul + 10]!r} there")
     try:
         data.decode("utf-8")
         return "utf-8"
@@ -177,44 +239,73 @@ def _text_encoding(data: bytes, source: str) -> str:
         return "latin-1"  # no NULs and no control bytes: 8-bit text, and latin-1 decodes any byte
 
 
-def _read_table(path: Path) -> tuple[pd.DataFrame, str]:
+def _read_table(path: Path, delimiter: str | None = None, header: bool | None = None) -> tuple[pd.DataFrame, str]:
     """One file holding one table: Parquet, JSON, SASRec text or delimited text. Returns (table, format)."""
     if _head(path, 4) == b"PAR1":
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowException, OSError) as err:
-            raise DataError(f"{path.name}: not a readable Parquet file: {err}") from err
-        frame = table.to_pandas()
-        if not isinstance(frame.index, pd.RangeIndex):  # pandas wrote its index as data: it may be the user id
-            frame = frame.reset_index()
-        return _finish_table(frame, path.name, first_line=None), "parquet"
-    return _read_text_table(_read_bytes(path), path.name, json_expected=_bare_suffix(path) in JSON_SUFFIXES)
+        return _read_parquet(path, path.name), "parquet"
+    return _read_table_data(_read_bytes(path), path.name, _bare_suffix(path) in JSON_SUFFIXES, delimiter, header)
 
 
-def _read_text_table(data: bytes, source: str, json_expected: bool = False) -> tuple[pd.DataFrame, str]:
+def _read_table_data(data: bytes, source: str, json_expected: bool = False, delimiter: str | None = None,
+                     header: bool | None = None) -> tuple[pd.DataFrame, str]:
+    if data[:4] == b"PAR1":
+        return _read_parquet(pa.BufferReader(data), source), "parquet"
+    return _read_text_table(data, source, json_expected, delimiter, header)
+
+
+def _read_parquet(where, source: str) -> pd.DataFrame:
+    try:
+        table = pq.read_table(where)
+    except (pa.ArrowException, OSError) as err:  # pyarrow's message may hold the server's path: not shown
+        raise DataError(f"{source}: not a readable Parquet file (cut short or damaged?): "
+                        f"{str(err).replace(str(where), source)}") from err
+    frame = table.to_pandas()
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas wrote its index as data: it may be the user id
+        frame = frame.reset_index()
+    return _finish_table(frame, source, first_line=None)
+
+
+def _read_text_table(data: bytes, source: str, json_expected: bool = False, delimiter: str | None = None,
+                     header: bool | None = None) -> tuple[pd.DataFrame, str]:
     encoding = _text_encoding(data, source)
     data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark, as Excel writes
-    if data.lstrip()[:1] in (b"{", b"["):
+    start = data[:SNIFF_BYTES].lstrip()[:1]
+    if delimiter is None and start in (b"{", b"["):
         return _read_json(data, source, encoding), "jsonl"
-    if json_expected:
+    if json_expected and delimiter is None:
         raise DataError(f"{source}: expected JSON Lines (one {{...}} object per line) or a JSON list of records, "
-                        f"but the file starts with {data.lstrip()[:40]!r}")
+                        f"but the file starts with {data[:SNIFF_BYTES].lstrip()[:40]!r}")
     sample = data[:SNIFF_BYTES]
     lines = sample.splitlines()
     if len(sample) < len(data):
         lines = lines[:-1]  # the sample cut the last line short
     lines = [line for line in lines[:100] if line.strip()] or sample.splitlines()[:1]
-    sasrec_like = [bool(SASREC_LINE.fullmatch(line)) for line in lines]
-    if sasrec_like[0] and sasrec_like.count(False) <= max(1, len(lines) // 10):  # _read_sasrec quotes the odd ones
-        return _read_sasrec(data, source), "sasrec-txt"
+    if delimiter is None and _looks_like_sequences(lines):
+        return _read_sequences(data, source)
     text_lines = [line.decode(encoding) for line in lines]
-    delimiter = _sniff_delimiter(text_lines, source)
-    header = [re.sub(r'^"(.*)"$', r"\1", name) for name in text_lines[0].split(delimiter)]
-    if all(NUMBER.fullmatch(name.strip()) for name in header):
-        raise DataError(f"{source}: the first line {text_lines[0][:80]!r} looks like data, not a header; a delimited "
-                        "file needs a first line naming its columns, e.g. user_id,item_id,timestamp")
-    frame = _read_delimited(data, source, delimiter, encoding, header=header)
+    delimiter = delimiter or _sniff_delimiter(text_lines, source)
+    rows = list(csv.reader(text_lines, delimiter=delimiter, skipinitialspace=delimiter == " "))
+    if header is None:
+        header = _first_row_is_header(rows)
+    if header:
+        frame = _read_delimited(data, source, delimiter, encoding, header=rows[0])
+    else:
+        names = [f"column {i}" for i in range(1, len(rows[0]) + 1)]
+        frame = _read_delimited(data, source, delimiter, encoding, names=names,
+                                column_types={name: pa.string() for name in names[:2]})  # the likely ids
+    _check_quotes_closed(frame, data, source)
+    frame.attrs.update(delimiter=delimiter, header=header)
     return frame, "tsv" if delimiter == "\t" else "csv"
+
+
+def _looks_like_sequences(lines: list[bytes]) -> bool:
+    """Whitespace-separated integers, 'user item item ...' (the SASRec pairs are lines of one item). Lines of
+    one length >= 3 that are tab-separated are a headerless table (ml-100k's u.data) instead."""
+    matched = [SEQUENCE_LINE.fullmatch(line) for line in lines]
+    if not matched[0] or matched.count(None) > max(1, len(lines) // 10):  # _read_sequences quotes the odd ones
+        return False
+    lengths = {len(line.split()) for line, match in zip(lines, matched) if match}
+    return lengths == {2} or not (len(lengths) == 1 and any(b"\t" in line for line in lines))
 
 
 def _sniff_delimiter(lines: list[str], source: str) -> str:
@@ -234,39 +325,85 @@ def _sniff_delimiter(lines: list[str], source: str) -> str:
     return best
 
 
+def _first_row_is_header(rows: list[list[str]]) -> bool:
+    """Whether the first row names the columns. It does if it holds a name SASRec knows (user_id, item, ...),
+    or a text above a column of numbers; it does not if it is all numbers. Otherwise (all columns text) it
+    does if none of its values comes back in its column: a user or item of a log recurs, a column name
+    does not. The Data page shows the guess and lets the user correct it."""
+    first, rest = [value.strip() for value in rows[0]], rows[1:]
+    if any(value.lower() in KNOWN_COLUMN_NAMES for value in first):
+        return True
+    if all(NUMBER.fullmatch(value) for value in first if value):
+        return False
+    columns = [[row[i].strip() for row in rest if i < len(row)] for i in range(len(first))]
+    for value, column in zip(first, columns):
+        numbers = sum(bool(NUMBER.fullmatch(v)) for v in column)
+        if value and not NUMBER.fullmatch(value) and column and numbers >= 0.9 * len(column):
+            return True
+    return not any(value and value in column for value, column in zip(first, columns))
+
+
 def _read_delimited(data: bytes, source: str, delimiter: str, encoding: str = "utf-8", header: list[str] | None = None,
                     names: list[str] | None = None, quote: bool = True, column_types: dict | None = None) -> pd.DataFrame:
     """pyarrow's CSV reader; `names` for headerless files. Id-like columns are read as text so that
     '007' stays '007' and 20-digit ids keep every digit."""
     columns = names or header or []
     types = {name: pa.string() for name in columns if _is_id_name(name)} | (column_types or {})
-    malformed = []
+    separated = DELIMITER_NAMES.get(delimiter, repr(delimiter))
 
-    def skip(row):
-        malformed.append(row)
-        return "skip"
+    def read(threads: bool):
+        malformed = []
 
-    separated = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}.get(delimiter, repr(delimiter))
-    try:
-        # Single-threaded so that skipped rows come with their line numbers; on 2 cores it costs little.
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(encoding=encoding, column_names=names, use_threads=False),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quote else False,
-                                             invalid_row_handler=skip),
-            convert_options=pacsv.ConvertOptions(column_types=types))
-    except (pa.ArrowException, UnicodeError) as err:
-        raise DataError(f"{source}: cannot be read as {separated}-separated text: {err}") from err
+        def skip(row):
+            malformed.append(row)
+            return "skip"
 
+        try:
+            table = pacsv.read_csv(
+                pa.BufferReader(data),
+                read_options=pacsv.ReadOptions(encoding=encoding, column_names=names, use_threads=threads,
+                                               block_size=CSV_BLOCK_BYTES),
+                parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quote else False,
+                                                 ignore_empty_lines=True, invalid_row_handler=skip),
+                convert_options=pacsv.ConvertOptions(column_types=types))
+        except (pa.ArrowException, UnicodeError) as err:
+            raise DataError(f"{source}: cannot be read as {separated}-separated text: {err}") from err
+        return table, malformed
+
+    table, malformed = read(threads=True)
     if malformed:
         total = table.num_rows + len(malformed)
+        if quote and any("\n" in row.text for row in malformed):  # a quote never closed swallowed the lines after it
+            _, malformed = read(threads=False)  # slower, but says on which line
+            row = next(row for row in malformed if "\n" in row.text)
+            raise DataError(f"{source}: line {row.number}: a quote (\") is never closed, so the lines after it run "
+                            f"together ({row.text[:60]!r}); close the quote, or remove it")
         if len(malformed) > total * MAX_MALFORMED_FRACTION:
+            _, malformed = read(threads=False)  # slower, but says on which lines
             examples = "; ".join(f"line {row.number}: {row.text[:80]!r} ({row.actual_columns} fields)"
                                  for row in malformed[:3])
+            first_row = f"header ({', '.join(map(str, header))})" if header else "first row"
             raise DataError(f"{source}: {len(malformed)} of {total} rows do not have the {malformed[0].expected_columns} "
-                            f"{separated}-separated fields of the header ({', '.join(map(str, columns))}), e.g. {examples}")
+                            f"{separated}-separated fields of the {first_row}, e.g. {examples}")
     frame = table.to_pandas()
     return _finish_table(frame, source, first_line=1 if names else 2, skipped_rows=len(malformed))
+
+
+def _check_quotes_closed(frame: pd.DataFrame, data: bytes, source: str) -> None:
+    """A quote that is never closed makes the reader take the rest of the file as one value: say so
+    instead of silently losing those rows. (Logs hold no multi-line values.)"""
+    if b'"' not in data:
+        return
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_string_dtype(values.dtype):
+            spans = values.str.contains("\n", regex=False).fillna(False).to_numpy(dtype=bool)
+            if spans.any():
+                row = int(np.flatnonzero(spans)[0])
+                line = row + (frame.attrs.get("first_line") or 1)
+                raise DataError(f"{source}: line {line}: a quote (\") in column {column!r} is never closed, so the value "
+                                f"runs over {values.iloc[row].count(chr(10)) + 1} lines ({values.iloc[row][:60]!r}); "
+                                "close the quote, or remove it")
 
 
 def _finish_table(frame: pd.DataFrame, source: str, first_line: int | None, skipped_rows: int = 0) -> pd.DataFrame:
@@ -309,17 +446,29 @@ def _read_json(data: bytes, source: str, encoding: str) -> pd.DataFrame:
     return _finish_table(pd.DataFrame.from_records(records), source, first_line=None if listed else 1)
 
 
-def _read_sasrec(data: bytes, source: str) -> pd.DataFrame:
-    """The SASRec paper's format: 'user item' per line, in time order, no header."""
-    bad = NOT_SASREC_LINE.search(data)
+def _read_sequences(data: bytes, source: str) -> tuple[pd.DataFrame, str]:
+    """Whitespace-separated integers, no header: 'user item item ...', oldest first, as research code
+    writes logs ("user-sequences"), of which the SASRec paper's 'user item' pairs are the case of one
+    item per line ("sasrec-txt"). A user on several lines has their items in file order."""
+    bad = NOT_SEQUENCE_LINE.search(data)
     if bad:
         line = data.count(b"\n", 0, bad.start()) + 1
-        raise DataError(f"{source}: line {line} {bad.group().strip()[:80].decode('latin-1')!r} is not two integers; "
-                        "the file starts like the SASRec format (one 'user item' pair per line, in time order)")
+        raise DataError(f"{source}: line {line} {bad.group().strip()[:80].decode('latin-1')!r} is not whitespace-separated "
+                        "integers (of at most 18 digits); the file starts like one 'user item item ...' line per user, "
+                        "or the SASRec paper's 'user item' pairs")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         numbers = np.fromstring(data, dtype=np.int64, sep=" ")  # any whitespace separates; validated above
-    return _finish_table(pd.DataFrame({"user_id": numbers[0::2], "item_id": numbers[1::2]}), source, first_line=1)
+    byte = np.frombuffer(data, dtype=np.uint8)
+    digit = (byte >= ord("0")) & (byte <= ord("9"))
+    token_starts = np.flatnonzero(digit & ~np.r_[False, digit[:-1]])
+    line_of_token = np.searchsorted(np.flatnonzero(byte == ord("\n")), token_starts)
+    first_in_line = np.r_[True, line_of_token[1:] != line_of_token[:-1]]
+    tokens_per_line = np.diff(np.r_[np.flatnonzero(first_in_line), len(token_starts)])
+    frame = pd.DataFrame({"user_id": np.repeat(numbers[first_in_line], tokens_per_line - 1),
+                          "item_id": numbers[~first_in_line]})
+    pairs = bool((tokens_per_line == 2).all())
+    return _finish_table(frame, source, first_line=1 if pairs else None), "sasrec-txt" if pairs else "user-sequences"
 
 
 def _read_recbole(inter: Path) -> RawLog:
@@ -327,7 +476,7 @@ def _read_recbole(inter: Path) -> RawLog:
     events, _ = _read_recbole_file(inter)
     item_file = inter.with_suffix(".item")
     catalog = _read_recbole_items(item_file) if item_file.exists() else None
-    return RawLog(events, catalog, inter.name, "recbole", None)
+    return RawLog(events, catalog, inter.name, "recbole", None, "\t", True)
 
 
 def _read_recbole_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -366,7 +515,7 @@ def _read_folder(folder: Path) -> RawLog:
         return _read_recbole(inters[0])
     if len(inters) > 1:
         raise DataError(f"{folder.name}: holds several RecBole logs ({', '.join(p.name for p in inters)}); pass one .inter file")
-    if {"u.data", "ratings.dat", "ratings.csv"} & set(files):
+    if set(MOVIELENS_LOGS) & set(files):
         return _read_movielens(folder.name, _folder_members(folder))
     raise DataError(f"{folder.name}: no interaction log in this folder; expected interactions.<csv|parquet|jsonl...> "
                     f"(with optional items.<ext>), a RecBole <name>.inter, or an extracted MovieLens folder; "
@@ -377,18 +526,71 @@ def _folder_members(folder: Path) -> dict:
     return {p.name: p.read_bytes for p in folder.iterdir() if p.is_file()}
 
 
-def _read_movielens_zip(path: Path) -> RawLog:
-    """A MovieLens zip as GroupLens distributes it, read in memory. Members are matched by base name,
-    so the top folder may be called anything."""
+def _read_zip(path: Path, delimiter: str | None, header: bool | None) -> RawLog:
+    """A zip: a MovieLens archive as GroupLens distributes it, an Excel workbook, or a zip of one table.
+    Members are read in memory, each at most MAX_DECOMPRESSED_BYTES (zipfile stops at a member's
+    declared size, and checks it), and matched by base name, so the top folder may be called anything."""
     try:
         with zipfile.ZipFile(path) as archive:
+            files = [info for info in archive.infolist() if not info.is_dir() and "__MACOSX" not in info.filename]
+            if any(info.filename == "xl/workbook.xml" for info in files):
+                return _read_excel(path, files, delimiter, header)
             members = {}
-            for name in sorted(archive.namelist(), key=lambda name: name.count("/")):  # the shallowest copy wins
-                if not name.endswith("/") and "__MACOSX" not in name:
-                    members.setdefault(PurePosixPath(name).name, functools.partial(archive.read, name))
-            return _read_movielens(path.name, members)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+            for info in sorted(files, key=lambda info: info.filename.count("/")):  # the shallowest copy wins
+                members.setdefault(PurePosixPath(info.filename).name,
+                                   functools.partial(_unzip, archive, info, f"{path.name}/{info.filename}"))
+            if set(MOVIELENS_LOGS) & set(members):
+                return _read_movielens(path.name, members)
+            tables = [info for info in files if _bare_suffix(PurePosixPath(info.filename)) in TABLE_SUFFIXES]
+            if len(tables) == 1:
+                source = f"{path.name}/{PurePosixPath(tables[0].filename).name}"
+                data = _gunzip(_unzip(archive, tables[0], source), source)
+                events, file_format = _read_table_data(data, source, _bare_suffix(PurePosixPath(tables[0].filename))
+                                                       in JSON_SUFFIXES, delimiter, header)
+                return _table_log(events, source, file_format)
+            raise DataError(f"{path.name}: not a zip I know; expected a MovieLens zip with u.data (ml-100k), ratings.dat "
+                            "(ml-1m) or ratings.csv (ml-latest-small, ml-25m, ml-32m), an Excel workbook, or a zip "
+                            f"holding one table; found: {', '.join(sorted(members)[:15]) or 'nothing'}")
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as err:
         raise DataError(f"{path.name}: not a readable zip archive: {err}") from err
+
+
+def _unzip(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> bytes:
+    if info.file_size > MAX_DECOMPRESSED_BYTES:
+        raise _too_big(source, f"unpacks to {_size(info.file_size)},")
+    return archive.read(info)
+
+
+def _read_excel(path: Path, files: list, delimiter: str | None, header: bool | None) -> RawLog:
+    """The first sheet of an .xlsx workbook, through openpyxl. The first row is a header or data as for
+    delimited text."""
+    unpacked = sum(info.file_size for info in files)
+    if unpacked > MAX_DECOMPRESSED_BYTES:
+        raise _too_big(path.name, f"the workbook unpacks to {_size(unpacked)},")
+    try:
+        sheet = pd.read_excel(path, sheet_name=0, header=None, dtype=object, engine="openpyxl")
+    except ImportError as err:
+        raise DataError(f"{path.name}: reading Excel workbooks needs openpyxl (pip install openpyxl); "
+                        "or save the sheet as CSV UTF-8") from err
+    except Exception as err:  # openpyxl raises many kinds on a damaged workbook; the message is what matters
+        reason = str(err).replace(str(path), path.name)
+        raise DataError(f"{path.name}: not a readable Excel workbook ({type(err).__name__}: {reason}); "
+                        "save the sheet as CSV UTF-8 and upload that") from err
+    sheet = sheet.dropna(how="all").dropna(axis=1, how="all")
+    if sheet.empty:
+        raise DataError(f"{path.name}: the first sheet of the workbook is empty; expected a table of events")
+    rows = sheet.head(100).astype(str).where(sheet.head(100).notna(), "").to_numpy().tolist()
+    if header is None:
+        header = _first_row_is_header(rows)
+    if header:
+        names = [value.strip() or f"column {i}" for i, value in enumerate(rows[0], 1)]
+        sheet = sheet.iloc[1:]
+    else:
+        names = [f"column {i}" for i in range(1, sheet.shape[1] + 1)]
+    sheet = pd.DataFrame(sheet.to_numpy(), columns=names).infer_objects()
+    events = _finish_table(sheet, path.name, first_line=None)
+    events.attrs["header"] = header
+    return _table_log(events, path.name, "excel")
 
 
 def _read_movielens(source: str, members: dict) -> RawLog:
@@ -438,7 +640,7 @@ def _ml1m_catalog(data: bytes, source: str) -> pd.DataFrame:
     return _standard_catalog(frame, source)
 
 
-def _bare_suffix(path: Path) -> str:
+def _bare_suffix(path: Path | PurePosixPath) -> str:
     """'.csv' for both data.csv and data.csv.gz."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in (".gz", ".gzip"):
@@ -477,6 +679,35 @@ def detect_roles(df: pd.DataFrame, source: str = "") -> Columns:
                    item=_find_column(df.columns, ITEM_NAMES, "item", source, required=True),
                    timestamp=_find_column(df.columns, TIMESTAMP_NAMES, "timestamp", source),
                    rating=_find_column(df.columns, RATING_NAMES, "rating", source))
+
+
+def _roles_by_position(frame: pd.DataFrame) -> Columns | None:
+    """A table without a header row: the user is the first column and the item the second (as in every
+    headerless log format), a later column of epoch numbers or dates the timestamp, one of numbers
+    from 0 to 10 the rating. The Data page shows the guess for the user to correct."""
+    columns = list(frame.columns)
+    if len(columns) < 2:
+        return None
+    later = columns[2:]
+    timestamp = next((column for column in later if _looks_like_times(frame[column])), None)
+    rating = next((column for column in later if column != timestamp and _looks_like_ratings(frame[column])), None)
+    return Columns(columns[0], columns[1], timestamp, rating)
+
+
+def _looks_like_times(values: pd.Series) -> bool:
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        return bool(values.notna().any() and values.min() >= 1e8)  # epoch seconds since 1973, or a finer unit
+    sample = values.dropna().head(100).astype(str)
+    if sample.empty or not sample.str.contains(DATE_LIKE).all():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return bool(pd.to_datetime(sample, errors="coerce", format="mixed").notna().all())
+
+
+def _looks_like_ratings(values: pd.Series) -> bool:
+    numeric = pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
+    return bool(numeric and values.notna().any() and values.min() >= 0 and values.max() <= 10)
 
 
 def _normalise_ids(values: pd.Series) -> pd.Series:

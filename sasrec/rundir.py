@@ -8,6 +8,7 @@
     best.safetensors     weights with the best validation NDCG@10
     last.safetensors     weights at the end of the latest epoch (or at the stop)
     checkpoint.safetensors  weights, optimizer state and counters in one file, for resuming
+    snapshots/epoch-0004.safetensors  weights at epochs 1, 2, 4, 8, ..., within SNAPSHOT_BUDGET_BYTES
     items.parquet        internal id -> original id, title, category
     test_metrics.json    test-split report, written once training has ended
     evaluation/          everything the Evaluate page shows, written once at the end (report.py)
@@ -21,6 +22,7 @@ Weights are safetensors and state is JSON: nothing read from a run directory is 
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -36,6 +38,11 @@ INTERRUPTED = "interrupted"  # the status says running, but its process has gone
 CHECKPOINT = "checkpoint.safetensors"
 OUTPUTS = ("STOP", "best.safetensors", "last.safetensors", CHECKPOINT, "metrics.jsonl", "progress.json",
            "test_metrics.json")
+SNAPSHOTS = "snapshots"
+# The most disk one run's snapshots take (the demo model's are 0.75 MB each); an epoch whose
+# snapshot would pass it keeps none, so a big model keeps its earliest epochs only.
+SNAPSHOT_BUDGET_BYTES = 64 * 2**20
+SNAPSHOT_FILE = re.compile(r"epoch-(\d{4,})\.safetensors")
 
 
 class RunError(Exception):
@@ -88,6 +95,26 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> None:
     except RuntimeError as err:
         raise RunError(f"{Path(path).name} in run {Path(path).parent.name} does not fit the model its config.json "
                        f"describes: {str(err).splitlines()[0][:160]}") from err
+
+
+def is_snapshot_epoch(epoch: int) -> bool:
+    """Epochs 1, 2, 4, 8, 16, ...: log-spaced, since a model changes most early on, and a long
+    run keeps few."""
+    return epoch > 0 and epoch & (epoch - 1) == 0
+
+
+def save_snapshot(run_dir: Path, model: torch.nn.Module, epoch: int) -> Path | None:
+    """Keep the weights after `epoch` as snapshots/epoch-NNNN.safetensors, for watching the model
+    learn; None (nothing written) when the run's snapshots would pass SNAPSHOT_BUDGET_BYTES."""
+    folder = Path(run_dir) / SNAPSHOTS
+    size = sum(v.numel() * 4 for v in model.state_dict().values())  # saved as float32
+    used = sum(path.stat().st_size for path in folder.glob("epoch-*.safetensors"))
+    if used + size > SNAPSHOT_BUDGET_BYTES:
+        return None
+    folder.mkdir(exist_ok=True)
+    path = folder / f"epoch-{epoch:04d}.safetensors"
+    save_weights(model, path)
+    return path
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -188,9 +215,14 @@ class Run:
 
     def status(self) -> dict:
         status = read_json(self.path / "status.json")
-        if isinstance(status, dict) and "state" in status:
-            return status
         launch = self.launch()
+        # A launch after the trainer's last word (a resumed run) is a process that has not written yet.
+        # (launch.json's "started" is the launcher's clock right after the start, before the new trainer
+        # can have written anything: it needs seconds to import torch. "process_started" is no good here:
+        # psutil derives it from the boot time in whole seconds.)
+        relaunched = isinstance(status, dict) and launch.get("started", 0) > status.get("updated", float("inf"))
+        if isinstance(status, dict) and "state" in status and not relaunched:
+            return status
         if launch:  # started, but the trainer has not written yet
             return {"state": RUNNING, "message": "starting: loading the data and building the model", **launch}
         return {"state": "unknown", "message": ""}
@@ -217,8 +249,21 @@ class Run:
     def test_metrics(self) -> dict | None:
         return read_json(self.path / "test_metrics.json")
 
+    def snapshots(self) -> list[int]:
+        """The epochs whose weights were kept as snapshots, in order (none for a run from before them)."""
+        found = (SNAPSHOT_FILE.fullmatch(path.name) for path in (self.path / SNAPSHOTS).glob("epoch-*.safetensors"))
+        return sorted(int(match.group(1)) for match in found if match)
+
     def checkpoint(self, which: str = "best") -> Path:
-        """The best checkpoint (or the latest if asked, or if no validation has run yet)."""
+        """The best checkpoint (or the latest if asked, or if no validation has run yet), or the
+        snapshot named "epoch-NNNN" (one of snapshots(); any other name is a RunError)."""
+        if which.startswith("epoch-"):
+            epoch = re.fullmatch(r"epoch-(\d{1,9})", which, re.ASCII)
+            if not epoch or int(epoch.group(1)) not in self.snapshots():
+                raise RunError(f"run {self.name} has no snapshot {which[:40]!r}")
+            return self.path / SNAPSHOTS / f"epoch-{int(epoch.group(1)):04d}.safetensors"
+        if which not in ("best", "last"):
+            raise RunError(f"run {self.name} has no checkpoint {which[:40]!r} (best, last or a snapshot's epoch-NNNN)")
         order = ["best", "last"] if which == "best" else ["last", "best"]
         for name in order:
             path = self.path / f"{name}.safetensors"
@@ -238,10 +283,18 @@ class Run:
     def stop_requested(self) -> bool:
         return (self.path / "STOP").exists()
 
+    def remove_temporaries(self) -> None:
+        """Remove the temporary files of writes that a killed process cut short (atomic_write's
+        hidden .tmp files: never read, since the rename never happened)."""
+        for path in self.path.glob(".*.tmp"):
+            path.unlink(missing_ok=True)
+
     def clear_outputs(self) -> None:
         """Remove what an earlier training into this directory left, before a fresh start."""
         for name in OUTPUTS:
             (self.path / name).unlink(missing_ok=True)
+        for snapshot in (self.path / SNAPSHOTS).glob("epoch-*.safetensors"):
+            snapshot.unlink()
 
 
 def relative_to(run_dir, path: str | None) -> str | None:

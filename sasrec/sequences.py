@@ -4,7 +4,8 @@ A dataset keeps every user's items in one flat array, `items[offsets[u]:offsets[
 oldest first. Leave-one-out, as in the SASRec paper: the last item is the test target, the
 second to last the validation target, the rest is for training. A user needs at least
 MIN_LENGTH items for that; shorter users have no validation or test target (they are
-skipped there, and counted), and all their items are training data.
+skipped there, and counted), and all their items are training data. When validation uses a
+sample of the users, the others train on their validation item too (training_ends).
 
 The model reads "the last maxlen items, left-padded with 0"; the items a ranking hides are
 the whole history before the target, except the target itself (repeat consumption is still
@@ -61,18 +62,24 @@ def holdout(dataset, split: str) -> Holdout:
     return Holdout(users, starts[users], ends, dataset.items[ends], skipped=int(len(lengths) - len(users)))
 
 
-def training_ends(dataset) -> np.ndarray:
-    """Where each user's training part ends: before the two held-out items, or at the end for a
-    user too short to hold any out."""
+def training_ends(dataset, validated=None) -> np.ndarray:
+    """Where each user's training part ends: before the held-out items, or at the end for a user
+    too short to hold any out. `validated` (internal user indices): only these users hold out their
+    validation item too; every other user trains on it, as the baselines learn from it at test
+    time (None: every user holds out both)."""
     lengths = np.diff(dataset.offsets)
-    return dataset.offsets[1:] - np.where(lengths >= MIN_LENGTH, 2, 0)
+    held_out = np.where(lengths >= MIN_LENGTH, HELD_OUT["valid"], 0)
+    if validated is not None:
+        held_out = np.where(lengths >= MIN_LENGTH, HELD_OUT["test"], 0)
+        held_out[validated] = HELD_OUT["valid"]
+    return dataset.offsets[1:] - held_out
 
 
-def training_windows(dataset, maxlen: int) -> tuple[np.ndarray, np.ndarray]:
+def training_windows(dataset, maxlen: int, validated=None) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets), each (num_windows, maxlen), left-padded, over the training part of every
-    sequence. Each position predicts the next item; a part longer than maxlen is cut from the
-    end into maxlen-long windows, so that every position is trained on once per epoch."""
-    starts, ends = dataset.offsets[:-1], training_ends(dataset)
+    sequence (see training_ends). Each position predicts the next item; a part longer than maxlen
+    is cut from the end into maxlen-long windows, so that every position is trained on once per epoch."""
+    starts, ends = dataset.offsets[:-1], training_ends(dataset, validated)
     num_positions = np.maximum(ends - starts - 1, 0)  # targets are items 1.. of the part
     num_windows = -(-num_positions // maxlen)
     user = np.repeat(np.arange(len(starts)), num_windows)

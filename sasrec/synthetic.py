@@ -343,3 +343,123 @@ def example_history(items: pd.DataFrame) -> list[str]:
             series = episodes[episodes["series"] == episodes["series"].iloc[0]].sort_values("position")
             return [str(i) for i in list(films["item_id"][:2]) + list(series["item_id"][:2])]
     return [str(i) for i in items["item_id"][:4]]
+
+
+# -----------------------------------------------------------------------------
+# Logs of any size, for scale: up to tens of millions of events over a catalog of up to millions
+# of items, drawn in vectorised passes (no per-user Python). Shaped like a sparse retail log
+# (median history BIG_MEDIAN_LENGTH, Zipf popularity), with two planted patterns for checking
+# quality at any size:
+# - chains: the catalog is cut into short ordered chains (a product line, a series); each pick
+#   continues the chain of the previous one, in order, with probability P_CONTINUE;
+# - taste: each user has a favourite category, from which a new pick comes with probability
+#   P_TASTE_BIG; otherwise from the whole catalog by popularity.
+
+BIG_MEDIAN_LENGTH, BIG_LENGTH_SIGMA, BIG_MAX_LENGTH = 8, 0.8, 500
+CHAIN_P, CHAIN_MAX = 0.4, 10  # chain lengths: 1 + geometric(CHAIN_P), at most CHAIN_MAX (mean about 2.5)
+P_CONTINUE = 0.5  # the next pick is the next item of the current chain
+P_HEAD = 0.7  # a new pick starts its chain at the first item
+P_TASTE_BIG = 0.6
+BIG_CATEGORIES = 50
+DAY = 86400
+
+
+def generate_log(num_events: int, num_items: int, seed: int = 0, zipf: float = 0.8) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(interactions, items) with exactly num_events events (when num_events >= 3) on at most
+    num_items items: interactions has integer user_id, item_id (1..num_items) and timestamp
+    (epoch seconds), by user then time; items has item_id, title, category, chain and position
+    (1-based within the chain), so that next_in_chain() can say what each item's planted
+    successor is."""
+    if num_events < 3 or num_items < 2:
+        raise ValueError("a log needs at least 3 events and 2 items")
+    rng = np.random.default_rng(seed)
+    lengths = big_lengths(rng, num_events)
+    # The catalog as chains of consecutive internal indices, grouped by category so that a
+    # category's chains are one stretch of the popularity CDF.
+    chain_lengths = np.minimum(1 + rng.geometric(CHAIN_P, num_items), CHAIN_MAX)
+    chain_lengths = chain_lengths[: np.searchsorted(np.cumsum(chain_lengths), num_items) + 1]
+    chain_lengths[-1] -= chain_lengths.sum() - num_items
+    num_chains = len(chain_lengths)
+    chain_start = np.cumsum(chain_lengths) - chain_lengths
+    chain_category = np.arange(num_chains) * BIG_CATEGORIES // num_chains
+    cdf = np.cumsum(1.0 / (rng.permutation(num_chains) + 1.0) ** zipf)  # Zipf popularity per chain
+    category_first = np.searchsorted(chain_category, np.arange(BIG_CATEGORIES + 1))
+    category_low = np.concatenate([[0.0], cdf])[category_first[:-1]]
+    category_high = cdf[np.maximum(category_first[1:] - 1, 0)]
+
+    # What each event would be if it started a new chain: a chain by popularity, from the user's
+    # favourite category or the whole catalog, entered at its head or anywhere.
+    user = np.repeat(np.arange(len(lengths)), lengths)
+    favourite = rng.integers(0, BIG_CATEGORIES, len(lengths))[user]
+    u = rng.random(num_events)
+    mass = np.where(rng.random(num_events) < P_TASTE_BIG,
+                    category_low[favourite] + u * (category_high[favourite] - category_low[favourite]), u * cdf[-1])
+    new_chain = np.minimum(np.searchsorted(cdf, mass, side="right"), num_chains - 1)
+    new_position = np.where(rng.random(num_events) < P_HEAD, 0,
+                            (rng.random(num_events) * chain_lengths[new_chain]).astype(np.int64))
+    # An event starts a new chain when it is a user's first, when it does not continue, or when
+    # the chain it would continue has ended; runs of continuing events walk their chain in order.
+    first_of_user = np.zeros(num_events, dtype=bool)
+    first_of_user[np.cumsum(lengths) - lengths] = True
+    fresh = first_of_user | (rng.random(num_events) >= P_CONTINUE)
+    index = np.arange(num_events)
+    while True:
+        run_start = np.maximum.accumulate(np.where(fresh, index, 0))
+        chain = new_chain[run_start]
+        position = new_position[run_start] + index - run_start
+        ended = position >= chain_lengths[chain]
+        if not ended.any():
+            break
+        fresh |= ended & ~np.concatenate([[False], ended[:-1]])  # the first event past a chain's end
+    item = chain_start[chain] + position
+
+    # Public ids hide the layout: a random permutation, so neighbouring ids mean nothing.
+    public = rng.permutation(num_items) + 1
+    gaps = np.round(rng.exponential(DAY, num_events)).astype(np.int64) + 1
+    gaps[first_of_user] = START + rng.integers(0, START_SPAN, len(lengths))
+    clock = np.cumsum(gaps)
+    timestamps = clock - np.repeat(clock[first_of_user] - gaps[first_of_user], lengths)
+    interactions = pd.DataFrame({"user_id": user + 1, "item_id": public[item], "timestamp": timestamps})
+    item_chain = np.repeat(np.arange(num_chains), chain_lengths)
+    item_position = np.arange(num_items) - chain_start[item_chain] + 1
+    items = pd.DataFrame({"item_id": public, "title": [f"Item {i}" for i in public],
+                          "category": [f"Category {c + 1}" for c in chain_category[item_chain]],
+                          "chain": item_chain + 1, "position": item_position})
+    return interactions, items
+
+
+def big_lengths(rng: np.random.Generator, num_events: int) -> np.ndarray:
+    """History lengths, log-normal around BIG_MEDIAN_LENGTH within MIN_LENGTH..BIG_MAX_LENGTH, that sum
+    to num_events (the last user takes what is left, if that is at least MIN_LENGTH... else it is
+    added to the one before)."""
+    mean = BIG_MEDIAN_LENGTH * np.exp(BIG_LENGTH_SIGMA ** 2 / 2)
+    lengths = np.clip(np.round(rng.lognormal(np.log(BIG_MEDIAN_LENGTH), BIG_LENGTH_SIGMA,
+                                             int(num_events / mean * 1.2) + 2)), 3, BIG_MAX_LENGTH).astype(np.int64)
+    while lengths.sum() < num_events:  # rare: the draw fell short
+        lengths = np.concatenate([lengths, lengths])
+    lengths = lengths[: np.searchsorted(np.cumsum(lengths), num_events, side="right")]
+    rest = num_events - lengths.sum()
+    if rest >= 3 or not len(lengths):
+        lengths = np.append(lengths, rest)
+    else:
+        lengths[-1] += rest
+    return lengths
+
+
+def next_in_chain(items: pd.DataFrame) -> dict:
+    """item_id -> the planted next item of its chain, for every item that has one."""
+    ordered = items.sort_values(["chain", "position"], kind="stable")
+    ids, chains = ordered["item_id"].to_numpy(), ordered["chain"].to_numpy()
+    same = chains[1:] == chains[:-1]
+    return dict(zip(ids[:-1][same].tolist(), ids[1:][same].tolist()))
+
+
+def write_log(folder: str | Path, num_events: int, num_items: int, seed: int = 0) -> list[Path]:
+    """Write folder/interactions.parquet and folder/items.parquet (a folder `train` reads as it is)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    interactions, items = generate_log(num_events, num_items, seed)
+    paths = [folder / "interactions.parquet", folder / "items.parquet"]
+    interactions.to_parquet(paths[0], index=False)
+    items.to_parquet(paths[1], index=False)
+    return paths

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from . import defaults, rundir
+from .distributed import Distributed
 from .evaluate import validation_metrics, validation_users
 from .model import SASRec
 from .report import write_evaluation
@@ -38,8 +40,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def sequence_loss(model, inputs, targets, loss: str, num_negatives: int = 256):
-    """Mean loss over the real (non-padding) positions of a batch."""
+def sequence_loss(model, inputs, targets, loss: str, num_negatives: int = 256, item_log_q=None):
+    """Mean loss over the real (non-padding) positions of a batch. item_log_q (N+1,): log of the
+    probability with which sampled-ce draws each item as a negative; None draws uniformly."""
     hidden, _ = model(inputs)
     is_target = targets != 0
     hidden, targets = hidden[is_target], targets[is_target]  # (M, d), (M,)
@@ -52,10 +55,47 @@ def sequence_loss(model, inputs, targets, loss: str, num_negatives: int = 256):
         logits = (hidden[:, None] * F.embedding(candidates, table)).sum(-1)  # (M, 2)
         labels = torch.tensor([1.0, 0.0], device=logits.device).expand_as(logits)
         return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(1).mean()
-    # sampled-ce: one shared set of negatives per batch; a negative that is some row's positive is masked out there.
-    negatives = torch.randint(1, num_items + 1, (num_negatives,), device=targets.device)
-    positive_logits = (hidden * table[targets]).sum(-1, keepdim=True)  # (M, 1)
-    negative_logits = (hidden @ table[negatives].T).masked_fill(negatives[None] == targets[:, None], float("-inf"))
+    negatives, log_expected = shared_negatives(num_negatives, num_items, item_log_q, targets.device)
+    return sampled_cross_entropy(hidden, targets, table, negatives, log_expected)
+
+
+def shared_negatives(num_negatives: int, num_items: int, item_log_q, device):
+    """(negatives (K,), log of each one's expected count in the draw (K,)): K items drawn with
+    replacement, uniformly or from exp(item_log_q)."""
+    if item_log_q is None:
+        negatives = torch.randint(1, num_items + 1, (num_negatives,), device=device)
+        return negatives, torch.full((num_negatives,), math.log(num_negatives / num_items), device=device)
+    negatives = torch.multinomial(item_log_q.exp(), num_negatives, replacement=True)
+    return negatives, item_log_q[negatives] + math.log(num_negatives)
+
+
+def negative_log_q(targets, num_items: int, uniform_share: float = 0.5):
+    """(N+1,) log-probabilities of drawing each item as a sampled-ce negative: in proportion to how
+    often it is a training target, as in-batch negatives would be (those are the items a model
+    most often ranks too high), mixed with a uniform share so that every item is sometimes a
+    negative (mixed negative sampling, Yang et al. 2020). Padding is never drawn."""
+    counts = torch.bincount(targets.flatten(), minlength=num_items + 1).double()
+    counts[0] = 0
+    q = (1 - uniform_share) * counts / counts.sum().clamp(min=1) + uniform_share / num_items
+    q[0] = 0
+    return q.log().float()
+
+
+def sampled_cross_entropy(hidden, targets, table, negatives, log_expected):
+    """Softmax cross-entropy over each position's positive and K negatives shared by the batch,
+    made an estimate of the full softmax's: each negative's logit is lowered by the log of its
+    expected count in the draw, so that the negatives' exponentials sum, in expectation, to the
+    whole catalog's (the logQ correction; Bengio & Senecal 2008, Yi et al. RecSys 2019). Without
+    it, K uniform negatives weigh K/N of the catalog and the model learns a softer ranking.
+    A negative equal to the row's positive is masked there. hidden (M, d), targets (M,)."""
+    # One sparse lookup for both: a dense lookup's backward fills a catalog-sized gradient, and on a
+    # 1M-item catalog those fills, not the arithmetic, were most of a step. The table's gradient is
+    # still dense (the model's input lookup), so Adam is unchanged.
+    candidates = F.embedding(torch.cat([targets, negatives]), table, sparse=True)
+    positive_embeddings, negative_embeddings = candidates.split([len(targets), len(negatives)])
+    positive_logits = (hidden * positive_embeddings).sum(-1, keepdim=True)  # (M, 1)
+    negative_logits = hidden @ negative_embeddings.T - log_expected  # (M, K)
+    negative_logits = negative_logits.masked_fill(negatives[None] == targets[:, None], float("-inf"))
     logits = torch.cat([positive_logits, negative_logits], dim=1)
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
 
@@ -116,68 +156,106 @@ class LossCurve:
             self.points = self.points[::2]
 
 
+class StepModel(torch.nn.Module):
+    """The loss of a batch as a module's forward, so that DistributedDataParallel sees every use
+    of the shared item table (input lookup and output scores) inside one forward."""
+
+    def __init__(self, model: SASRec):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs, targets, loss: str, num_negatives: int, item_log_q=None):
+        return sequence_loss(self.model, inputs, targets, loss, num_negatives, item_log_q)
+
+
+# With several processes, ranks agree on stopping and divergence every this many steps: often
+# enough to stop within a second, rarely enough to cost nothing next to the gradient all-reduce.
+SYNC_EVERY = 16
+
+
 class Trainer:
     """One training run, step by step: set up (or restore) the model, then epochs of batches,
     each followed by validation and a checkpoint, until the budget, early stopping or a stop
     request; then the final test evaluation. The run directory says where it stands
-    throughout (see rundir.py); only this process writes its status.
+    throughout (see rundir.py); only this process (rank 0 under torchrun) writes it.
 
     on_progress(event) receives {"kind": "step", ...progress} about twice a second and
     {"kind": "epoch", ...metrics} after each epoch.
     """
 
-    def __init__(self, dataset, config, run_dir, on_progress=None, resume: bool = False):
-        self.dataset, self.run_dir, self.on_progress = dataset, Path(run_dir), on_progress
+    def __init__(self, dataset, config, run_dir, on_progress=None, resume: bool = False,
+                 dist: Distributed = Distributed()):
+        self.dataset, self.run_dir, self.dist = dataset, Path(run_dir), dist
+        self.on_progress = on_progress if dist.is_main else None
         self.run = rundir.Run(self.run_dir)
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
-        torch.manual_seed(config.train.seed)
-        self.device = resolve_device(config.train.device)
+        torch.manual_seed(config.train.seed + dist.rank)  # dropout masks differ by rank; the weights are rank 0's
+        self.device = dist.device(resolve_device(config.train.device))
         if not resume:  # what the config leaves open is chosen from the data (a resumed run chose already)
             config = defaults.resolve(config, dataset, self.device)
-        self.config = config = replace(config, model=replace(config.model, num_items=dataset.num_items))
-        self.train_config = train_config = config.train
+        config = replace(config, model=replace(config.model, num_items=dataset.num_items), world_size=dist.world_size)
+        if dist.active:
+            config = replace(config, chosen=config.chosen | {"lr_scaling": LR_SCALING.format(n=dist.world_size)})
+        self.config, self.train_config = config, config.train
         self.model = SASRec(config.model).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train_config.lr,
-                                          betas=(0.9, train_config.beta2), fused=True)
-        self.status = rundir.StatusWriter(self.run_dir)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.train_config.lr,
+                                          betas=(0.9, self.train_config.beta2), fused=True)
+        self.precision = precision(self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == torch.float16)
+        self.status = rundir.StatusWriter(self.run_dir) if dist.is_main else None
         self.state = {"epoch": 0, "best_epoch": 0, "best_valid_ndcg@10": None, "stale": 0, "elapsed_seconds": 0.0}
         self.history, self.curve = [], LossCurve()
+        if dist.is_main:
+            self.run.remove_temporaries()
         if resume:
             self.restore()
-        else:
+        elif dist.is_main:
             self.run.clear_outputs()
-        self.rng = np.random.default_rng([train_config.seed, self.state["epoch"]])
-        self.write_config()
+        if dist.is_main:
+            self.write_config()
+        # After the restore: DDP makes every rank start from rank 0's weights.
+        step_model = StepModel(self.model)
+        self.step_model = DistributedDataParallel(step_model) if dist.active else step_model
 
-        windows = training_windows(dataset, config.model.maxlen)
+        self.validation_split = validation_users(dataset, self.train_config.valid_users, seed=self.train_config.seed)
+        windows = training_windows(dataset, config.model.maxlen, validated=self.validation_split.users)
         self.inputs, self.targets = (torch.as_tensor(a, device=self.device).long() for a in windows)
+        self.item_log_q = (negative_log_q(self.targets, dataset.num_items) if self.train_config.loss == "sampled-ce"
+                           else None)
         self.lengths = (self.inputs != 0).sum(1).cpu().numpy()
-        self.steps_per_epoch = math.ceil(len(self.inputs) / train_config.batch_size)
+        batches = math.ceil(len(self.inputs) / self.train_config.batch_size)
+        self.steps_per_epoch = max(batches // dist.world_size, 1)  # per rank
         self.positions_per_epoch = int(self.lengths.sum())
         if self.positions_per_epoch == 0:
             raise rundir.RunError("no training positions: every sequence is shorter than 2 items")
-        self.mean_positions = self.positions_per_epoch / self.steps_per_epoch
-        self.validation_split = validation_users(dataset, train_config.valid_users, seed=train_config.seed)
-        self.autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
-                                       enabled=bf16_autocast(self.device))
+        self.mean_positions = self.positions_per_epoch / batches
+        self.autocast = torch.autocast(device_type=self.device.type, dtype=self.precision or torch.float32,
+                                       enabled=self.precision is not None)
 
     def restore(self) -> None:
         self.state = rundir.load_checkpoint(self.run_dir / rundir.CHECKPOINT, self.model, self.optimizer)
         self.history, self.curve = self.run.metrics(), LossCurve(self.run.progress().get("loss_curve"))
-        (self.run_dir / "STOP").unlink(missing_ok=True)
+        if self.dist.is_main:
+            (self.run_dir / "STOP").unlink(missing_ok=True)
 
     def write_config(self) -> None:
         recorded = self.config.to_dict() | {
-            "dataset": self.dataset.stats(), "device": str(self.device), "device_name": device_name(self.device),
-            "bf16_autocast": bf16_autocast(self.device), "torch": torch.__version__, "created": time.time()}
+            "dataset": self.dataset.stats(), "device": str(self.device), "device_name": self.device_name(),
+            "precision": str(self.precision).removeprefix("torch.") if self.precision else "float32",
+            "torch": torch.__version__, "created": time.time()}
         rundir.write_json(self.run_dir / "config.json", recorded)
         catalog = self.dataset.catalog.rename_axis("index").reset_index()
         rundir.atomic_write(self.run_dir / "items.parquet", lambda tmp: catalog.to_parquet(tmp, index=False))
 
+    def device_name(self) -> str:
+        name = device_name(self.device, self.precision)
+        return f"{name} x {self.dist.world_size} processes" if self.dist.active else name
+
     def checkpoint(self) -> None:
-        rundir.save_weights(self.model, self.run_dir / "last.safetensors")
-        rundir.save_checkpoint(self.run_dir / rundir.CHECKPOINT, self.model, self.optimizer, self.state)
+        if self.dist.is_main:
+            rundir.save_weights(self.model, self.run_dir / "last.safetensors")
+            rundir.save_checkpoint(self.run_dir / rundir.CHECKPOINT, self.model, self.optimizer, self.state)
 
     def report_step(self, epoch: int, step: int, epoch_started: float, mean_loss: float) -> None:
         now = time.time()
@@ -193,42 +271,75 @@ class Trainer:
         if self.on_progress:
             self.on_progress({"kind": "step", **report})
 
+    def set_learning_rate(self, global_step: int) -> None:
+        """Linear scaling with warm-up for a global batch of several processes (see LR_SCALING)."""
+        if self.dist.active:
+            warm = min(1.0, global_step / self.steps_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.train_config.lr * (1 + (self.dist.world_size - 1) * warm)
+
+    def epoch_batches(self) -> list[np.ndarray]:
+        """This rank's batches of the epoch: every rank draws the same shuffled batches, then takes
+        every world_size-th, so that ranks share the epoch and each runs the same number of steps."""
+        batches = length_batches(self.lengths, self.train_config.batch_size, self.rng)
+        return batches[self.dist.rank: self.steps_per_epoch * self.dist.world_size: self.dist.world_size]
+
     def train_epoch(self, epoch: int, stop) -> dict | str:
         """One pass over the windows: the epoch's metrics, or STOPPED, or why training failed."""
-        self.model.train()
+        self.step_model.train()
         config = self.train_config
         epoch_started = last_report = time.time()
-        batches = length_batches(self.lengths, config.batch_size, self.rng)
         epoch_loss = torch.zeros((), device=self.device)
         interval_loss, interval_positions = torch.zeros((), device=self.device), 0
+        batches = self.epoch_batches()
+        # The epoch's window order goes to the device once; a step slices it there.
+        order = torch.as_tensor(np.concatenate(batches), device=self.device)
+        ends = np.cumsum([len(rows) for rows in batches])
         for step, rows in enumerate(batches, start=1):
             width = int(self.lengths[rows].max())  # trim the all-padding columns on the left
             positions = int(self.lengths[rows].sum())
-            rows = torch.as_tensor(rows, device=self.device)
+            self.set_learning_rate((epoch - 1) * self.steps_per_epoch + step)
+            rows = order[ends[step - 1] - len(rows): ends[step - 1]]
             with self.autocast:
-                loss = sequence_loss(self.model, self.inputs[rows, -width:], self.targets[rows, -width:],
-                                     config.loss, config.num_negatives)
+                loss = self.step_model(self.inputs[rows, -width:], self.targets[rows, -width:], config.loss,
+                                       config.num_negatives, self.item_log_q)
             self.optimizer.zero_grad(set_to_none=True)
             # A batch of short windows holds fewer positions than one of long windows:
             # weighting by its share makes every position count the same, as it does
             # with random batches.
-            (loss * (positions / self.mean_positions)).backward()
-            self.optimizer.step()
-            epoch_loss += loss.detach() * positions
-            interval_loss += loss.detach() * positions
+            self.scaler.scale(loss * (positions / self.mean_positions)).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            epoch_loss += loss.detach().float() * positions
+            interval_loss += loss.detach().float() * positions
             interval_positions += positions
-            if time.time() - last_report > 0.5 or step == self.steps_per_epoch:
-                mean_loss = float(interval_loss) / interval_positions  # the only host sync in the loop
-                if not math.isfinite(mean_loss):
-                    return (f"the loss became {mean_loss} at epoch {epoch}, step {step}: "
-                            f"training diverged; try a lower learning rate (now {config.lr})")
-                self.report_step(epoch, step, epoch_started, mean_loss)
-                interval_loss.zero_()
-                interval_positions, last_report = 0, time.time()
-            if stop:
+            last = step == len(batches)
+            if self.dist.active:  # every rank reaches the same sync points, and leaves together
+                if step % SYNC_EVERY and not last:
+                    continue
+                totals = torch.stack([interval_loss, torch.tensor(float(interval_positions), device=self.device),
+                                      torch.tensor(float(bool(stop)), device=self.device)])
+                loss_sum, counted, stopping = self.dist.sum(totals).tolist()
+            elif stop:
                 return rundir.STOPPED
+            elif time.time() - last_report > 0.5 or last:
+                loss_sum, counted, stopping = float(interval_loss), interval_positions, 0.0  # the only host sync
+            else:
+                continue
+            mean_loss = loss_sum / counted
+            if not math.isfinite(mean_loss):
+                return (f"the loss became {mean_loss} at epoch {epoch}, step {step}: "
+                        f"training diverged; try a lower learning rate (now {config.lr})")
+            if stopping:
+                return rundir.STOPPED
+            if self.dist.is_main and (time.time() - last_report > 0.5 or last):
+                self.report_step(epoch, step, epoch_started, mean_loss)
+                last_report = time.time()
+            interval_loss.zero_()
+            interval_positions = 0
         seconds = time.time() - epoch_started
-        return {"epoch": epoch, "loss": float(epoch_loss) / self.positions_per_epoch, "epoch_seconds": seconds,
+        epoch_loss = self.dist.sum(epoch_loss).item()
+        return {"epoch": epoch, "loss": epoch_loss / self.positions_per_epoch, "epoch_seconds": seconds,
                 "examples_per_second": self.positions_per_epoch / seconds}
 
     def validate(self, metrics: dict) -> dict:
@@ -247,26 +358,31 @@ class Trainer:
         self.history.append(metrics)
         rundir.write_jsonl(self.run_dir / "metrics.jsonl", self.history)
         self.checkpoint()
+        if self.dist.is_main and rundir.is_snapshot_epoch(metrics["epoch"]):  # for watching the model learn
+            rundir.save_snapshot(self.run_dir, self.model, metrics["epoch"])
         if self.on_progress:
             self.on_progress({"kind": "epoch", **metrics})
 
     def loop(self, stop) -> tuple[str, str]:
         """Epochs until the budget, early stopping, a stop request or divergence: (outcome, message)."""
         config = self.train_config
-        while self.state["epoch"] < config.epochs and not stop:
+        while self.state["epoch"] < config.epochs and not self.dist.any(bool(stop), self.device):
             epoch = self.state["epoch"] + 1
+            self.rng = np.random.default_rng([config.seed, epoch])  # the same on every rank, and on resume
             metrics = self.train_epoch(epoch, stop)
             if metrics == rundir.STOPPED:  # mid-epoch: keep the weights, redo this epoch on resume
                 self.checkpoint()
-                break
+                return rundir.STOPPED, f"stopped by request during epoch {epoch}, after {epoch - 1} complete epochs"
             if isinstance(metrics, str):
                 return rundir.FAILED, metrics
-            if epoch % config.eval_every == 0 or epoch == config.epochs:
-                metrics = self.validate(metrics)
-            self.end_epoch(metrics)
-            if self.state["stale"] >= config.patience:
+            self.state["epoch"] = epoch
+            if self.dist.is_main:
+                if epoch % config.eval_every == 0 or epoch == config.epochs:
+                    metrics = self.validate(metrics)
+                self.end_epoch(metrics)
+            if self.dist.from_main(self.state["stale"] >= config.patience, self.device):
                 return rundir.FINISHED, f"early stop: no validation gain for {config.patience} validations"
-        if stop:
+        if self.state["epoch"] < config.epochs:
             return rundir.STOPPED, f"stopped by request after {self.state['epoch']} epochs"
         return rundir.FINISHED, f"finished {config.epochs} epochs"
 
@@ -274,40 +390,55 @@ class Trainer:
         summary = {"epochs": self.state["epoch"], "best_epoch": self.state["best_epoch"],
                    "best_valid_ndcg@10": self.state["best_valid_ndcg@10"],
                    "elapsed_seconds": time.time() - self.started, "device": str(self.device)}
+        if not self.dist.is_main:
+            return {"state": outcome, "message": message, **summary}
         if outcome == rundir.FINISHED and self.state["best_valid_ndcg@10"] is not None:
             self.status.write(rundir.RUNNING, "evaluating on the test split, with the baselines")
-            self.model.load_state_dict(rundir.load_weights(self.run.checkpoint("best")))
+            rundir.load_model_weights(self.model, self.run.checkpoint("best"))
             summary["test"] = write_evaluation(self.run_dir, self.model, self.dataset, self.device)
         self.status.write(outcome, message, **summary)
         return {"state": outcome, "message": message, **summary}
 
     def run_all(self) -> dict:
         self.started = time.time() - self.state["elapsed_seconds"]
-        self.status.write(rundir.RUNNING, f"training on {device_name(self.device)}", started=self.started)
+        if self.dist.is_main:
+            self.status.write(rundir.RUNNING, f"training on {self.device_name()}", started=self.started)
         with StopRequest(self.run_dir) as stop:
             outcome, message = self.loop(stop)
         return self.finish(outcome, message)
 
 
-def train(dataset, config, run_dir, on_progress=None, resume: bool = False) -> dict:
-    """Train SASRec on `dataset` as `config` (a resolved config.RunConfig) says, writing the run
-    directory; returns the final status dict."""
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    return Trainer(dataset, config, run_dir, on_progress, resume).run_all()
+LR_SCALING = ("linear scaling with warm-up (Goyal et al. 2017): {n} processes make the global batch {n} times "
+              "larger, so the learning rate grows from 1x to {n}x over the first epoch")
 
 
-def bf16_autocast(device: torch.device) -> bool:
-    """Whether training computes its matmuls in bf16: on CUDA, and on CPUs with native bf16
-    dot products, where it halves their time. Elsewhere a CPU would emulate bf16, slowly."""
+def train(dataset, config, run_dir, on_progress=None, resume: bool = False,
+          dist: Distributed = Distributed()) -> dict:
+    """Train SASRec on `dataset` as `config` (a config.RunConfig) says, writing the run directory;
+    returns the final status dict. Under torchrun, every rank calls this with its `dist`."""
+    if dist.is_main:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return Trainer(dataset, config, run_dir, on_progress, resume, dist).run_all()
+
+
+def precision(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for training on `device`, or None for fp32: bf16 where the hardware
+    computes it natively (CUDA GPUs that support it; CPUs with AVX512-BF16 or AMX, where it
+    halves the matmul time), fp16 with a grad scaler on older GPUs, fp32 elsewhere (a CPU
+    without bf16 would emulate it, slowly). Evaluation and serving are always fp32."""
     if device.type == "cuda":
-        return True
-    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return torch.bfloat16
+    return None
 
 
-def device_name(device: torch.device) -> str:
+def device_name(device: torch.device, dtype: torch.dtype | None = None) -> str:
+    """'CUDA (NVIDIA H100, bf16)', 'CPU (2 threads, bf16)', 'Apple GPU (MPS)'."""
+    kind = {torch.bfloat16: ", bf16", torch.float16: ", fp16"}.get(dtype, "")
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return f"CUDA ({torch.cuda.get_device_name(device)}{kind})"
     if device.type == "mps":
         return "Apple GPU (MPS)"
     threads = torch.get_num_threads()
-    return f"CPU ({threads} thread{'s' if threads > 1 else ''}{', bf16' if bf16_autocast(device) else ''})"
+    return f"CPU ({threads} thread{'s' if threads > 1 else ''}{kind})"

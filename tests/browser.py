@@ -27,11 +27,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(workspace: Path):
-    """Start `streamlit run app.py` on `workspace`; yield its base URL once it is healthy."""
+def running_app(workspace: Path, stop_runs: bool = True, cpus: str | None = None):
+    """Start `streamlit run app.py` on `workspace`; yield its base URL once it is healthy. At the
+    end, the runs it trains are stopped, unless stop_runs is False. cpus: a taskset CPU list
+    ("0", "0,1") to keep the server on, for benches that give browsers other cores."""
     port = free_port()
     log = open(workspace / "server.log", "wb")
     server = subprocess.Popen(
+        (["taskset", "-c", cpus] if cpus else []) +
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.headless", "true", "--server.address", "127.0.0.1"],
         cwd=ROOT, env=os.environ | {"SASREC_WORKSPACE": str(workspace)}, stdout=log, stderr=subprocess.STDOUT)
@@ -52,10 +55,11 @@ def running_app(workspace: Path):
     finally:
         server.terminate()
         server.wait(timeout=20)
+        log.close()
         # Training runs live in their own sessions; end the ones this server started.
         ws = Workspace(workspace)
         for run in ws.runs():
-            if run.is_alive():
+            if stop_runs and run.is_alive():
                 ws.stop_run(run)
 
 

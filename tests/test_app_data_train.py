@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -192,6 +193,7 @@ def test_stop_ends_a_run(workspace, tiny):
     for key, value in SMALL.items():
         at.number_input(key=key).set_value(value)
     at.number_input(key="train_epochs").set_value(1000)
+    at.number_input(key="train_patience").set_value(1000)  # no early stop before the Stop button
     at.button(key="start_training").click().run()
     name = at.session_state["run"]
     poll(at, lambda at: len(at.progress) and at.progress[0].value > 0)
@@ -233,3 +235,96 @@ def test_delete_asks_first(workspace, tiny):
     at.button(key="confirm_delete").click().run()
     assert not run_dir.exists()
     assert not at.exception
+
+
+def test_a_run_cannot_be_named_demo(workspace, tiny):
+    at = open_page("pages/train.py", dataset="tiny")
+    for key, value in SMALL.items():
+        at.number_input(key=key).set_value(value)
+    at.text_input(key="train_run_name").set_value("demo")
+    at.button(key="start_training").click().run()
+    assert any("bundled model's name" in e for e in errors(at))
+    assert not list((workspace.root / "runs").iterdir())
+
+
+@pytest.mark.parametrize("written_best", [None, -1.0], ids=["as written now", "as written by older versions"])
+def test_a_run_stopped_before_its_first_validation_has_no_best_score(workspace, tiny, written_best):
+    run_dir = workspace.root / "runs" / "early"
+    run_dir.mkdir()
+    rundir.write_json(run_dir / "config.json", {"data": {"name": "tiny"}, "train": {"loss": "ce"}, "model": {
+        "hidden": 16, "num_blocks": 1, "num_heads": 1, "maxlen": 50}})
+    rundir.write_json(run_dir / "status.json", {"state": rundir.STOPPED, "message": "stopped by request after 0 epochs",
+                                                "started": time.time() - 30, "updated": time.time(), "epochs": 0,
+                                                "best_epoch": 0, "best_valid_ndcg@10": written_best,
+                                                "elapsed_seconds": 30.0})
+    rundir.write_json(run_dir / "progress.json", {"epochs": 5, "steps_per_epoch": 10, "epoch": 1, "step": 3,
+                                                  "global_step": 3, "eta_seconds": 40, "loss_curve": [[1, 5.0]],
+                                                  "examples_per_second": 100.0})
+    at = open_page("pages/train.py", run="early")
+    table = next(d.value for d in at.dataframe if "status" in d.value.columns).set_index("name")
+    assert table.loc["early", "status"] == "stopped" and pd.isna(table.loc["early", "best valid NDCG@10"])
+    assert metric(at, "Best valid NDCG@10") == "–"
+    assert metric(at, "Elapsed") == "30s"
+    assert any("before its first checkpoint" in c.value for c in at.caption), "nothing to resume, and it says so"
+    at.switch_page("pages/evaluate.py").run()
+    summary = next(d.value for d in at.dataframe if "run" in d.value.columns).set_index("run")
+    assert pd.isna(summary.loc["early", "best valid NDCG@10"])
+    assert any("ended before its first validation" in c.value for c in at.caption)
+
+
+def test_the_form_shows_the_settings_of_the_run_after_a_reload(workspace, tiny):
+    at = open_page("pages/train.py", dataset="tiny")
+    at.selectbox(key="train_preset").set_value("paper").run()
+    for key, value in SMALL.items():
+        at.number_input(key=key).set_value(value)
+    at.number_input(key="train_epochs").set_value(1)
+    at.text_input(key="train_run_name").set_value("paper-run")
+    at.button(key="start_training").click().run()
+    assert at.session_state["run"] == "paper-run"
+    poll(at, lambda at: run_status(at, "paper-run") != "running")
+
+    reloaded = open_page("pages/train.py", run="paper-run")  # a new session: a reload, or a second tab
+    assert reloaded.selectbox(key="train_preset").value == "paper"
+    assert reloaded.selectbox(key="train_loss").value == "bce"
+    assert reloaded.number_input(key="train_hidden").value == 16 and reloaded.number_input(key="train_epochs").value == 1
+    fresh = open_page("pages/train.py", run="demo")  # the bundled model does not set the form
+    assert fresh.selectbox(key="train_preset").value == "auto"
+
+
+def test_estimate_then_start(workspace, tiny):
+    at = open_page("pages/train.py", dataset="tiny")
+    for key, value in SMALL.items():
+        at.number_input(key=key).set_value(value)
+    at.button(key="estimate_training").click().run()
+    assert not errors(at), errors(at)
+    shown = " ".join(m.value for m in at.markdown)
+    assert "per epoch" in shown and "for 2 epochs and the test evaluation" in shown
+    assert any("training steps of" in c.value for c in at.caption)
+    at.text_input(key="train_run_name").set_value("estimated")
+    at.button(key="start_training").click().run()
+    launch = workspace.run("estimated").launch()
+    assert launch["estimate"]["epochs"] == 2 and launch["estimate"]["epoch_seconds"] > 0
+    assert launch["preset"] == "auto"
+    poll(at, lambda at: run_status(at, "estimated") != "running")
+
+
+def test_a_stopped_run_resumes_from_the_page(workspace, tiny):
+    at = open_page("pages/train.py", dataset="tiny")
+    for key, value in SMALL.items():
+        at.number_input(key=key).set_value(value)
+    at.number_input(key="train_epochs").set_value(1000)
+    at.number_input(key="train_patience").set_value(1000)  # no early stop before the Stop button
+    at.text_input(key="train_run_name").set_value("again")
+    at.button(key="start_training").click().run()
+    poll(at, lambda at: len(at.progress) and at.progress[0].value > 0)
+    at.button(key="stop_run").click().run()
+    poll(at, lambda at: run_status(at, "again") == "stopped")
+    at.run()  # the live view above the runs table shows the end too (see test_a_short_run_trains_...)
+    done = len(workspace.run("again").metrics())
+    at.number_input(key="resume_epochs_again").set_value(done + 1)
+    at.button(key="resume_run").click().run()
+    assert not errors(at), errors(at)
+    assert run_status(at, "again") == "running"
+    poll(at, lambda at: run_status(at, "again") != "running")
+    assert run_status(at, "again") == "finished", workspace.run("again").log_tail()
+    assert len(workspace.run("again").metrics()) == done + 1

@@ -3,6 +3,7 @@ tiny model trained once per session into a temporary workspace."""
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pandas as pd
@@ -121,8 +122,15 @@ def test_every_edit_updates_the_predictions(workspace, monkeypatch):
     assert at.session_state["history"] == [] and not at.dataframe
 
 
+def open_user_picker(at: AppTest) -> None:
+    """Open the "Dataset user" popover (its content is drawn only while it is open)."""
+    at.session_state["pg_user_popover"] = True
+    at.run()
+
+
 def test_a_dataset_user_marks_the_held_out_next_item(workspace, monkeypatch):
     at = open_page(make_app(workspace, monkeypatch), "playground")
+    open_user_picker(at)
     at.text_input(key="pg_user_search").set_value("u0007").run()
     at.button(key="pg_user_search_u0007").click().run()
     assert not at.exception
@@ -134,6 +142,47 @@ def test_a_dataset_user_marks_the_held_out_next_item(workspace, monkeypatch):
     table = predictions(at)
     assert "held-out next" in table and table["held-out next"].sum() <= 1
     assert any("true next item" in c.value for c in at.caption)
+
+
+def test_rank_moves_start_again_from_a_new_dataset_user(workspace, monkeypatch):
+    catalog = items_of(workspace)
+    at = open_page(make_app(workspace, monkeypatch, history=json.dumps(catalog[:4])), "playground")
+    at.text_input(key="pg_search").set_value(catalog[20]).run()
+    at.button(key=f"pg_add_{catalog[20]}").click().run()
+    assert "change" in predictions(at), "rank moves after an edit"
+
+    open_user_picker(at)
+    at.text_input(key="pg_user_search").set_value("u0011").run()
+    at.button(key="pg_user_search_u0011").click().run()
+    assert at.session_state["pg_user"]["id"] == "u0011"
+    assert "change" not in predictions(at), "a new history is not an edit of the previous, unrelated one"
+
+    shown = list(predictions(at)["title"])
+    at.pills[0].set_value(0).run()
+    at.button(key="pg_remove").click().run()  # an edit of this user's history
+    moved = predictions(at)
+    assert "change" in moved
+    before = {title: rank for rank, title in enumerate(shown)}
+    for rank, (title, change) in enumerate(zip(moved["title"], moved["change"])):
+        expected = "new" if title not in before else "=" if before[title] == rank else \
+            f"▲ {before[title] - rank}" if before[title] > rank else f"▼ {rank - before[title]}"
+        assert change == expected, (title, change, expected)
+
+
+def test_playground_says_when_the_first_checkpoint_comes(workspace, monkeypatch, tmp_path):
+    starting = tmp_path / "ws"
+    shutil.copytree(workspace, starting)
+    run_dir = starting / "runs" / "tiny"
+    for checkpoint in run_dir.glob("*.safetensors"):
+        checkpoint.unlink()
+    rundir.StatusWriter(run_dir).write(rundir.RUNNING, "training")  # this process stands in for a trainer
+    rundir.write_json(run_dir / "progress.json", {"epochs": 3, "steps_per_epoch": 100, "epoch": 1, "step": 70,
+                                                  "global_step": 70, "eta_seconds": 230.0, "loss_curve": []})
+    at = open_page(make_app(starting, monkeypatch), "playground")
+    assert not at.error
+    message = " ".join(i.value for i in at.info)
+    assert "the first checkpoint comes at the end of epoch 1, in about 30 s" in message  # 30 steps at 1 s
+    assert str(starting) not in message and "/" not in message
 
 
 def test_the_example_history_continues_a_series(workspace, monkeypatch):
@@ -162,6 +211,8 @@ def test_playground_works_from_the_catalog_when_the_data_has_moved(workspace, mo
     config_path.write_text(json.dumps(config))
     catalog = items_of(workspace)
     at = open_page(make_app(moved, monkeypatch, history=json.dumps(catalog[:3])), "playground")
+    assert len(predictions(at)) == 10 and not at.error
+    open_user_picker(at)  # dataset users are what needs the data
     assert any("no longer there" in e.value for e in at.error)
     assert len(predictions(at)) == 10
 
@@ -185,6 +236,17 @@ def test_without_any_model_each_page_points_to_training(name, monkeypatch, tmp_p
 
 # Attention
 
+def wait_for_aggregates(at: AppTest, timeout: float = 60) -> None:
+    """The averages over many users are computed in the background: rerun, as the page's fragment
+    does, until they are drawn."""
+    deadline = time.time() + timeout
+    while not any("Averaged over the validation histories" in c.value for c in at.caption):
+        assert any("Averaging attention" in c.value for c in at.caption), "says what it is doing meanwhile"
+        assert time.time() < deadline, "the averages never came"
+        time.sleep(0.2)
+        at.run()
+
+
 def test_attention_shows_each_layer_and_rows_sum_to_one(workspace, monkeypatch):
     catalog = items_of(workspace)
     at = open_page(make_app(workspace, monkeypatch, history=json.dumps(catalog[:6])), "attention")
@@ -192,6 +254,7 @@ def test_attention_shows_each_layer_and_rows_sum_to_one(workspace, monkeypatch):
     heatmaps = [f"att_heatmap_{i + 1}" for i in range(layers)]
     assert [key for key in chart_keys(at) if key and key.startswith("att_heatmap")] == heatmaps
     assert [h.value for h in at.subheader if h.value.startswith("Layer ")] == [f"Layer {i + 1}" for i in range(layers)]
+    wait_for_aggregates(at)
     assert len(chart_keys(at)) == layers + 4, "bars, model view, distance and category charts too"
     weights = tables(at, "weight")[0]
     assert set(weights["query"]) == set(range(1, 7)) and (weights["key"] <= weights["query"]).all()

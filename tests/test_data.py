@@ -123,8 +123,68 @@ def test_sasrec_text_keeps_file_order(tmp_path):
 
 
 def test_sasrec_text_with_a_bad_line(tmp_path):
-    path = write(tmp_path / "ml.txt", "1 30\n1 10\n1 20 5\n2 10\n")
-    data_error(lambda: read_log(path), "ml.txt", "line 3", "two integers")
+    path = write(tmp_path / "ml.txt", "1 30\n1 10\n1 20 x5\n2 10\n")
+    data_error(lambda: read_log(path), "ml.txt", "line 3", "'1 20 x5'", "integers")
+
+
+def test_one_line_per_user_reads_as_the_same_events_as_pairs(tmp_path):
+    lines = write(tmp_path / "lines.txt", "7 3 1 2\n5 1 2\n7 9\n")  # user 7 again: its items go on, in file order
+    pairs = write(tmp_path / "pairs.txt", "7 3\n7 1\n7 2\n5 1\n5 2\n7 9\n")
+    assert read_log(lines).format == "user-sequences" and read_log(pairs).format == "sasrec-txt"
+    for path in (lines, pairs):
+        dataset = load_dataset(path, preprocessing=Preprocessing(min_seq_len=2))
+        assert sequences(dataset) == {"5": ["1", "2"], "7": ["3", "1", "2", "9"]} and dataset.timestamps is None
+
+
+def test_a_tab_separated_table_of_integers_is_not_taken_for_user_lines(tmp_path):
+    path = write(tmp_path / "u.tsv", "".join(f"{u}\t{i}\t{r}\t{881250949 + n}\n" for n, (u, i, r) in
+                                            enumerate([(1, 5, 3), (1, 6, 4), (2, 5, 1), (2, 7, 2), (1, 7, 5), (2, 6, 3)])))
+    raw = read_log(path)
+    assert (raw.format, raw.header, raw.delimiter) == ("tsv", False, "\t")
+    assert raw.roles == Columns("column 1", "column 2", "column 4", "column 3")
+    assert sequences(load_dataset(path)) == {"1": ["5", "6", "7"], "2": ["5", "7", "6"]}
+
+
+@pytest.mark.parametrize("text, header", [
+    ("user_id,item_id\n1,2\n3,4\n", True),            # names SASRec knows
+    ("1,2\n3,4\n", False),                            # numbers only
+    ("who,what,when\na,x,5\nb,y,6\n", True),          # a name above a column of numbers
+    ("customer,product\nalice,shoe\nbob,hat\n", True),  # text whose first row never recurs
+    ("alice,shoe\nalice,hat\nbob,shoe\n", False),      # a user's events recur
+])
+def test_the_header_row_is_guessed_and_can_be_overridden(tmp_path, text, header):
+    path = write(tmp_path / "log.csv", text)
+    rows = len(text.splitlines())
+    assert read_log(path).header is header and len(read_log(path).events) == rows - header
+    flipped = read_log(path, header=not header)
+    assert flipped.header is (not header) and len(flipped.events) == rows - (not header)
+
+
+def test_the_separator_can_be_given(tmp_path):
+    path = write(tmp_path / "log.txt", "user item ts\na x 1\na y 2\nb x 3\n")
+    data_error(lambda: read_log(path), "log.txt", "cannot tell how the columns are separated")
+    raw = read_log(path, delimiter=" ")
+    assert raw.delimiter == " " and list(raw.events.columns) == ["user", "item", "ts"] and len(raw.events) == 3
+    data_error(lambda: read_log(path, delimiter="x"), "log.txt", "'x'", "comma, tab")
+
+
+def test_excel_workbooks_and_zipped_tables_are_logs_and_catalogs(tmp_path):
+    frame = pd.DataFrame(LOG_ROWS, columns=["user_id", "item_id", "rating", "timestamp"])
+    frame.to_excel(tmp_path / "log.xlsx", index=False)
+    raw = read_log(tmp_path / "log.xlsx")
+    assert raw.format == "excel" and raw.header is True
+    assert sequences(load_dataset(tmp_path / "log.xlsx")) == EXPECTED
+    epoch = frame.drop(columns=["rating"]).assign(timestamp=frame["timestamp"] + 1_600_000_000)
+    epoch.to_excel(tmp_path / "bare.xlsx", index=False, header=False)
+    assert read_log(tmp_path / "bare.xlsx").header is False
+    assert sequences(load_dataset(tmp_path / "bare.xlsx")) == EXPECTED  # the timestamp column found by its values
+
+    pd.DataFrame({"item_id": ["i1", "i2"], "title": ["One", "Two"]}).to_excel(tmp_path / "items.xlsx", index=False)
+    assert list(read_catalog(tmp_path / "items.xlsx")["title"]) == ["One", "Two"]
+    with zipfile.ZipFile(tmp_path / "log.zip", "w") as archive:
+        archive.writestr("export/log.csv", log_text())
+    assert read_log(tmp_path / "log.zip").source == "log.zip/log.csv"
+    assert sequences(load_dataset(tmp_path / "log.zip")) == EXPECTED
 
 
 RECBOLE_INTER = ("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
@@ -230,8 +290,9 @@ def test_unknown_zip_layout(tmp_path):
     path = tmp_path / "stuff.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("stuff/notes.txt", "hello")
+        archive.writestr("stuff/more notes.txt", "hello again")
         archive.writestr("stuff/data.bin", b"\x00\x01")
-    data_error(lambda: read_log(path), "stuff.zip", "u.data", "notes.txt", "data.bin")
+    data_error(lambda: read_log(path), "stuff.zip", "u.data", "one table", "notes.txt", "data.bin")
 
 
 def test_dataset_folder_round_trip(tmp_path):
@@ -349,6 +410,15 @@ def test_ties_keep_file_order(tmp_path):
     rows = [("u", "b", 5), ("u", "a", 5), ("u", "c", 1), ("v", "a", 2), ("v", "c", 2), ("v", "b", 2)]
     dataset = load_dataset(write(tmp_path / "ties.csv", log_text(header=("user", "item", "ts"), rows=rows)))
     assert sequences(dataset) == {"u": ["c", "b", "a"], "v": ["a", "c", "b"]}
+
+
+@pytest.mark.parametrize("times", [(-9 * 10**18, 9 * 10**18, 0), (2**62, 2**62 - 5, 2**62 - 1), (1.5, -0.25, 1e9)])
+def test_extreme_and_fractional_times_are_ordered(times):
+    events = pd.DataFrame({"user": ["u", "u", "u", "v", "v", "v"], "item": ["a", "b", "c", "c", "b", "a"],
+                           "time": list(times) + list(times)})
+    dataset = build_dataset(events, Columns("user", "item", "time"), preprocessing=Preprocessing(min_seq_len=1))
+    by_time = [item for _, item in sorted(zip(times, "abc"))]
+    assert sequences(dataset) == {"u": by_time, "v": [item for _, item in sorted(zip(times, "cba"))]}
 
 
 def test_without_timestamps_file_order_is_kept(tmp_path):
@@ -589,9 +659,11 @@ def test_missing_file_and_unreadable_json(tmp_path):
     data_error(lambda: read_log(write(tmp_path / "notjson.json", "user,item\n1,2\n")), "notjson.json", "JSON")
 
 
-def test_headerless_numbers_are_refused(tmp_path):
+def test_headerless_numbers_are_read_by_position(tmp_path):
     path = write(tmp_path / "u.csv", "1,2,3\n4,5,6\n")
-    data_error(lambda: read_log(path), "u.csv", "header")
+    raw = read_log(path)
+    assert raw.header is False and list(raw.events.columns) == ["column 1", "column 2", "column 3"]
+    assert raw.roles == Columns("column 1", "column 2", None, "column 3") and len(raw.events) == 2
 
 
 def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):

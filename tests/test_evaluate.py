@@ -1,13 +1,24 @@
 """Metrics, the sampled protocol and the baselines, on data small enough to check by hand."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sasrec import sequences
-from sasrec.evaluate import markov_scorer, popularity_scorer, rank_metrics, rank_targets, sample_negatives
+from sasrec.evaluate import (
+    MAX_SCORES,
+    markov_scorer,
+    popularity_scorer,
+    rank_metrics,
+    rank_targets,
+    sample_negatives,
+    users_per_batch,
+)
+from sasrec.inference import Recommender
+from sasrec.model import SASRec, SASRecConfig
 from sasrec.sequences import left_padded
 
 
@@ -108,3 +119,52 @@ def test_a_user_who_saw_the_whole_catalog_gets_padding_negatives(make_dataset):
     negatives = sample_negatives(data, np.arange(data.num_users), num=5)
     assert np.all(negatives[0] == 0)  # nothing left unseen: padding, which never outranks the target
     assert set(negatives[1]) == set(data.to_internal(["d"]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(num_items=st.integers(1, 20_000_000))
+def test_ranking_holds_a_bounded_number_of_scores_whatever_the_catalog(num_items):
+    users = users_per_batch(num_items)
+    assert users >= 1
+    assert users * (num_items + 1) <= MAX_SCORES or users == 1
+
+
+def test_ranking_in_chunks_gives_the_ranks_of_one_big_batch(make_dataset):
+    rng = np.random.default_rng(0)
+    data = make_dataset({u: [f"i{j}" for j in rng.choice(40, size=rng.integers(3, 12), replace=False)]
+                         for u in range(50)})
+    test = sequences.holdout(data, "test")
+    table = torch.as_tensor(rng.normal(size=(len(test), data.num_items + 1)), dtype=torch.float)
+    asked = []
+
+    def scorer(rows):
+        asked.append(len(rows))
+        return table[torch.as_tensor(rows)]
+
+    negatives = sample_negatives(data, test.users, num=7)
+    whole = rank_targets(scorer, data.items, test, negatives=negatives, batch_size=len(test))
+    chunked = rank_targets(scorer, data.items, test, negatives=negatives, batch_size=3)
+    assert max(asked[1:]) == 3
+    for key in ("rank", "sampled_rank"):
+        assert np.array_equal(whole[key], chunked[key])
+
+
+def test_serving_a_big_catalog_gives_the_exact_top_k():
+    """The bf16 first pass with fp32 rescoring returns what exact fp32 scoring returns."""
+    torch.manual_seed(0)
+    num_items = 150_000
+    model = SASRec(SASRecConfig(num_items=num_items, maxlen=10, hidden=32))
+    ids = np.arange(1, num_items + 1).astype(str)
+    catalog = pd.DataFrame({"item_id": ids, "title": ids, "category": "c"}, index=pd.RangeIndex(1, num_items + 1))
+    recommender = Recommender(model, catalog)
+    fast_table = model.item_embedding.weight.detach().to(torch.bfloat16)  # the fast path, on any CPU
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        history = list(ids[rng.integers(0, num_items, 8)])
+        recommender.fast_table = None
+        exact = recommender.recommend(history, k=20).items
+        recommender.fast_table = fast_table
+        fast = recommender.recommend(history, k=20).items
+        assert list(fast["item_id"]) == list(exact["item_id"]) and not set(fast["item_id"]) & set(history)
+        assert np.allclose(fast["score"], exact["score"], rtol=1e-5)
+        assert np.allclose(fast["probability"], exact["probability"], rtol=0.05)

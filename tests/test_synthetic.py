@@ -2,6 +2,8 @@
 
 import gzip
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -9,7 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sasrec.synthetic import example_history, generate, next_episode_prefixes, write_sample
+from sasrec.synthetic import (
+    example_history,
+    generate,
+    generate_log,
+    next_episode_prefixes,
+    next_in_chain,
+    write_sample,
+)
+from tests.browser import ROOT
 
 SMALL = dict(num_users=200, num_series=8, num_films=300, num_franchises=6)
 
@@ -170,3 +180,65 @@ def test_any_small_catalog_gives_a_valid_log(seed, num_series, num_films, num_fr
     user = interactions["user_id"].to_numpy()
     assert (np.diff(interactions["timestamp"].to_numpy())[user[1:] == user[:-1]] > 0).all()
     assert (interactions.groupby("user_id").size() <= 150).all()
+
+
+@pytest.fixture(scope="module")
+def big():
+    return generate_log(60_000, 8_000, seed=5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(num_events=st.integers(3, 3000), num_items=st.integers(2, 500), seed=st.integers(0, 100))
+def test_a_log_of_any_size_has_exactly_the_events_asked_for(num_events, num_items, seed):
+    interactions, items = generate_log(num_events, num_items, seed)
+    assert len(interactions) == num_events and len(items) == num_items
+    assert set(interactions["item_id"]) <= set(items["item_id"]) and items["item_id"].is_unique
+    assert items["item_id"].min() == 1 and items["item_id"].max() == num_items
+    lengths = interactions.groupby("user_id").size()
+    assert lengths.min() >= 3
+    assert (interactions.groupby("user_id")["timestamp"].diff().dropna() > 0).all(), "time runs forward per user"
+    assert interactions["user_id"].is_monotonic_increasing
+
+
+def test_same_seed_same_log(big):
+    again = generate_log(60_000, 8_000, seed=5)
+    pd.testing.assert_frame_equal(big[0], again[0])
+    pd.testing.assert_frame_equal(big[1], again[1])
+    assert not generate_log(60_000, 8_000, seed=6)[0].equals(big[0])
+
+
+def test_the_planted_chains_are_followed(big):
+    interactions, items = big
+    successor = next_in_chain(items)
+    chains = items.set_index("item_id")["chain"]
+    assert all(chains[a] == chains[b] for a, b in list(successor.items())[:500])
+    first, then = following(interactions)
+    follows = np.array([successor.get(a) == b for a, b in zip(first, then)])
+    has_next = np.array([a in successor for a in first])
+    # a pick continues its chain about half the time when it can; by chance almost never
+    assert 0.35 < follows[has_next].mean() < 0.65
+    assert follows.mean() > 50 * (1 / len(items))
+
+
+def test_tastes_and_popularity_are_skewed(big):
+    interactions, items = big
+    category = items.set_index("item_id")["category"]
+    per_user = interactions.assign(category=category.reindex(interactions["item_id"]).to_numpy())
+    top_share = per_user.groupby("user_id")["category"].agg(lambda c: c.value_counts().iloc[0] / len(c))
+    assert top_share.median() > 0.3  # of 50 categories, one takes a good part of each user's log
+    counts = interactions["item_id"].value_counts()
+    assert counts.iloc[: len(counts) // 100].sum() > 0.1 * len(interactions)  # the top 1% of items
+
+
+def test_make_log_writes_a_folder_that_train_reads(tmp_path):
+    from sasrec.dataset import load_dataset
+
+    result = subprocess.run([sys.executable, "-m", "sasrec", "make-log", tmp_path / "log", "--events", "5k", "--items",
+                             "1k", "--seed", "3"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    dataset = load_dataset(tmp_path / "log")
+    assert dataset.num_events == 5000 and dataset.num_items <= 1000
+    assert set(dataset.catalog.columns) >= {"item_id", "title", "category"}
+    bad = subprocess.run([sys.executable, "-m", "sasrec", "make-log", tmp_path / "x", "--events", "lots"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "not a count" in bad.stderr and not (tmp_path / "x").exists()

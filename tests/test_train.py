@@ -21,7 +21,14 @@ from sasrec.model import SASRec, SASRecConfig
 from sasrec.readers import Columns
 from sasrec.sequences import training_windows
 from sasrec.synthetic import generate, next_episode_prefixes
-from sasrec.train import negatives_excluding, sequence_loss, train
+from sasrec.train import (
+    negative_log_q,
+    negatives_excluding,
+    sampled_cross_entropy,
+    sequence_loss,
+    shared_negatives,
+    train,
+)
 from tests.browser import ROOT
 
 
@@ -43,6 +50,24 @@ def test_windows_cover_every_training_position_once(make_dataset, lengths, maxle
     # left padding only: once a row starts, it has no holes
     assert np.all(np.diff(real.astype(int), axis=1) >= 0)
 
+
+
+@settings(max_examples=40, deadline=None)
+@given(lengths=st.lists(st.integers(1, 12), min_size=2, max_size=8), maxlen=st.integers(1, 6), data=st.data())
+def test_users_outside_the_validation_sample_train_on_their_validation_item(make_dataset, lengths, maxlen, data):
+    sequences = {u: [f"{u}-{t}" for t in range(n)] for u, n in enumerate(lengths)}
+    dataset = make_dataset(sequences, min_seq_len=1)
+    eligible = [u for u in range(dataset.num_users) if len(dataset.sequence(u)) >= 3]  # those with a validation item
+    validated = np.array(data.draw(st.lists(st.sampled_from(eligible), unique=True)) if eligible else [], dtype=np.int64)
+    inputs, targets = training_windows(dataset, maxlen, validated=validated)
+    expected = Counter()
+    for u in range(dataset.num_users):
+        items = list(dataset.sequence(u))
+        held_out = 0 if len(items) < 3 else 2 if u in validated else 1  # never the test item
+        part = items[:len(items) - held_out]
+        expected.update(zip(part[:-1], part[1:]))
+    real = targets != 0
+    assert Counter(zip(inputs[real], targets[real])) == expected
 
 @settings(max_examples=30, deadline=None)
 @given(num_items=st.integers(2, 50), seed=st.integers(0, 1000))
@@ -69,6 +94,55 @@ def test_each_loss_is_finite_and_has_gradients(loss):
     assert math.isfinite(value.item()) and value.item() > 0
     assert model.item_embedding.weight.grad.abs().sum() > 0
 
+
+
+@pytest.mark.parametrize("popularity", [False, True])
+def test_sampled_softmax_estimates_the_full_softmax(popularity):
+    """With the logQ correction, many shared negatives give the full cross-entropy, whatever the
+    proposal; without it, uniform negatives give a much smaller loss."""
+    torch.manual_seed(0)
+    num_items, d = 40, 8
+    table = torch.randn(num_items + 1, d)
+    hidden, targets = torch.randn(6, d), torch.randint(1, num_items + 1, (6,))
+    full = torch.nn.functional.cross_entropy(hidden @ table[1:].T, targets - 1)
+    log_q = None
+    if popularity:
+        weights = torch.arange(num_items + 1, dtype=torch.float) ** 2  # skewed, and item 0 is never drawn
+        log_q = (weights / weights.sum()).log()
+    negatives, log_expected = shared_negatives(200_000, num_items, log_q, "cpu")
+    assert negatives.min() >= 1 and negatives.max() <= num_items
+    sampled = sampled_cross_entropy(hidden, targets, table, negatives, log_expected)
+    assert abs(sampled.item() - full.item()) < 0.02 * full.item()
+    uncorrected = sampled_cross_entropy(hidden, targets, table, negatives[:10], torch.zeros(10))  # 10 of 40
+    assert uncorrected.item() < full.item() - 0.5 or popularity
+
+
+def test_sampled_softmax_masks_negatives_equal_to_the_positive():
+    torch.manual_seed(0)
+    table, hidden = torch.randn(11, 4), torch.randn(3, 4)
+    targets = torch.tensor([5, 5, 7])
+    negatives = torch.tensor([5, 5, 5])  # each row's only negatives are its own positive, or not
+    loss = sampled_cross_entropy(hidden, targets, table, negatives, torch.zeros(3))
+    only_third = torch.nn.functional.cross_entropy(
+        torch.cat([(hidden[2] * table[7]).sum()[None], hidden[2] @ table[negatives].T])[None], torch.tensor([0]))
+    assert torch.isclose(loss, only_third / 3)  # rows 1 and 2 have nothing to tell their positive from
+
+
+def test_popularity_negatives_follow_the_proposal():
+    torch.manual_seed(0)
+    q = torch.tensor([0.0, 0.5, 0.3, 0.2, 0.0])
+    negatives, log_expected = shared_negatives(50_000, 4, q.log(), "cpu")
+    shares = torch.bincount(negatives, minlength=5).float() / 50_000
+    assert torch.allclose(shares, q, atol=0.01)
+    assert torch.allclose(log_expected, (q[negatives] * 50_000).log())
+
+
+def test_the_negative_proposal_mixes_training_frequency_and_uniform():
+    targets = torch.tensor([[0, 1, 1, 1], [0, 0, 2, 3]])  # item 1 three times, 2 and 3 once, 4 and 5 never
+    q = negative_log_q(targets, num_items=5).exp()
+    assert q[0] == 0 and torch.isclose(q.sum(), torch.tensor(1.0))
+    assert torch.allclose(q[1:], 0.5 * torch.tensor([3, 1, 1, 0, 0]) / 5 + 0.5 / 5)
+    assert q[4] > 0  # never a target, still sometimes a negative
 
 def planted():
     interactions, items = generate(seed=3, num_users=400, num_series=6, num_films=60, num_franchises=3)
@@ -104,7 +178,7 @@ def test_run_directory_contents_and_reproducibility(tmp_path, run_config):
     dataset = load_dataset(log, items=catalog)
     runs = []
     for name in ("a", "b"):
-        config = run_config(epochs=3, device="cpu", seed=5, threads=1, maxlen=20, hidden=16)
+        config = run_config(epochs=3, device="cpu", seed=5, threads=1, maxlen=20, hidden=16, eval_every=1)
         train(dataset, config, tmp_path / name)
         runs.append(rundir.Run(tmp_path / name))
     a, b = runs

@@ -1,4 +1,4 @@
-"""Charts and display tables: pure functions from data to Altair charts and DataFrames.
+"""Charts and display tables: pure functions from data to Altair (or Plotly) charts and DataFrames.
 
 Nothing here touches Streamlit, so every chart can be built and checked in a test.
 """
@@ -8,8 +8,12 @@ import time
 import altair as alt
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
+from ..analysis import attention_table, prediction_focus
 from ..evaluate import metrics_table
+from ..explain import SIGNALS
+from ..export import Section
 from ..inference import rank_changes
 from ..rundir import INTERRUPTED
 
@@ -71,12 +75,52 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def short_duration(seconds: float | None) -> str:
+    """'45s', '3m 05s', '2h 07m': for a metric's big digits, in a narrow column."""
+    return "–" if seconds is None else duration(seconds).replace(" min", "m").replace(" h", "h").replace(" s", "s")
+
+
+def about(seconds: float) -> str:
+    """A rough duration: 'about 40 s', 'about 3 min', 'about 2 h 10 min'."""
+    if seconds < 60:
+        return f"about {max(5, round(seconds / 5) * 5)} s"
+    if seconds < 3600:
+        return f"about {round(seconds / 60)} min"
+    return f"about {duration(round(seconds / 600) * 600)}"
+
+
+def percent(probability: float) -> str:
+    """'42%', '1.7%', '0.04%': enough digits that a probability over a big catalog is not '0%'."""
+    if probability >= 0.1:
+        return f"{probability:.0%}"
+    return f"{probability:.1%}" if probability >= 0.001 else f"{probability:.2%}"
+
+
+def first_checkpoint_eta(progress: dict, estimate: dict | None = None) -> str:
+    """When a run in its first epoch writes its first checkpoint: from its progress so far, else
+    from the estimate taken before it started, else without a time."""
+    steps, step = progress.get("steps_per_epoch"), progress.get("step")
+    if progress.get("epoch") == 1 and steps and step:
+        seconds_per_step = progress["eta_seconds"] / max(progress["epochs"] * steps - progress["global_step"], 1)
+        return f"the first checkpoint comes at the end of epoch 1, in {about(seconds_per_step * (steps - step))}"
+    if estimate and estimate.get("epoch_seconds"):
+        return (f"the first checkpoint comes at the end of epoch 1, in {about(estimate['epoch_seconds'])} "
+                "once the data is loaded")
+    return "the first checkpoint comes at the end of epoch 1; the run is still loading its data"
+
+
+# Epochs are whole numbers, and a value axis over one point (a one-epoch run) shows a few digits, not 9.055755.
+EPOCH_AXIS = alt.Axis(tickMinStep=1, format="d")
+VALUE_AXIS = alt.Axis(format=".3~f")
+
+
 def loss_chart(progress: dict) -> alt.Chart:
     steps_per_epoch = max(progress.get("steps_per_epoch", 1), 1)
     curve = pd.DataFrame(progress.get("loss_curve") or [], columns=["step", "loss"])
     curve["epoch"] = curve["step"] / steps_per_epoch
     return alt.Chart(curve).mark_line().encode(
-        alt.X("epoch:Q", title="epoch"), alt.Y("loss:Q", scale=alt.Scale(zero=False), title=None),
+        alt.X("epoch:Q", title="epoch", axis=EPOCH_AXIS),
+        alt.Y("loss:Q", scale=alt.Scale(zero=False), title=None, axis=VALUE_AXIS),
         tooltip=[alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip("loss:Q", format=".4f")],
     ).properties(height=240)
 
@@ -85,8 +129,8 @@ def validation_chart(metrics: list[dict]) -> alt.Chart:
     rows = [{"epoch": m["epoch"], "metric": name, "value": m[key]} for m in metrics
             for name, key in (("NDCG@10", "valid_ndcg@10"), ("HR@10", "valid_hr@10")) if key in m]
     return alt.Chart(pd.DataFrame(rows, columns=["epoch", "metric", "value"])).mark_line(point=True).encode(
-        alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)), alt.Y("value:Q", title=None),
-        alt.Color("metric:N", legend=alt.Legend(orient="bottom-right", title=None)),
+        alt.X("epoch:Q", title="epoch", axis=EPOCH_AXIS), alt.Y("value:Q", title=None, axis=VALUE_AXIS),
+        alt.Color("metric:N", legend=alt.Legend(orient="bottom", title=None)),  # below: never over the lines
         tooltip=["epoch:Q", "metric:N", alt.Tooltip("value:Q", format=".4f")],
     ).properties(height=240)
 
@@ -118,6 +162,8 @@ def prediction_table(items: pd.DataFrame, before: list[str] | None, target: str 
     """The top-k as shown: rank, change since the last edit (if any), title, category,
     score, probability and, for a dataset user, whether it is the held-out next item."""
     table = items[["rank", "title", "category", "score", "probability"]].copy()
+    if table["category"].isna().all():  # a catalog without categories
+        table = table.drop(columns="category")
     if before is not None:
         table.insert(1, "change", [_move_label(c) for c in rank_changes(before, list(items["item_id"]))])
     if target is not None:
@@ -250,14 +296,16 @@ def metrics_chart(full: pd.DataFrame, sampled: pd.DataFrame) -> alt.FacetChart:
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("metric:N", sort=columns, title=None, axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset("model:N", sort=list(MODEL_COLORS)),
-        y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 1])),
+        # Each protocol on its own scale: full-ranking values of 0.02-0.05 would be invisible on 0-1.
+        y=alt.Y("value:Q", title=None, axis=alt.Axis(format=".2~f", tickCount=4)),
         color=alt.Color("model:N", title=None, scale=alt.Scale(domain=list(MODEL_COLORS),
                                                                range=list(MODEL_COLORS.values()))),
         tooltip=["model:N", "metric:N", alt.Tooltip("value:Q", format=".4f")],
     ).properties(width=820, height=200).facet(row=alt.Row("protocol:N", title=None, sort=list(protocols),
                                                           header=alt.Header(labelAngle=0, labelAlign="left",
                                                                             labelAnchor="start", labelOrient="top",
-                                                                            labelFontSize=13)))
+                                                                            labelFontSize=13))
+                                              ).resolve_scale(y="independent")
 
 
 def breakdown_table(breakdown: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFrame:
@@ -269,10 +317,11 @@ def breakdown_table(breakdown: pd.DataFrame, metric: str = "ndcg@10") -> pd.Data
 
 
 def breakdown_chart(breakdown: pd.DataFrame, metric: str = "ndcg@10") -> alt.Chart:
-    data = breakdown.assign(label=breakdown["group"] + " (" + breakdown["history"] + ")")
+    # Two-line labels ("short" over "1–3 items"), so that they fit under their bars in a narrow column.
+    data = breakdown.assign(label=breakdown["group"] + "|" + breakdown["history"])
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("label:N", sort=list(dict.fromkeys(data["label"])), title=None,
-                axis=alt.Axis(labelAngle=0, labelLimit=220, labelOverlap=False)),
+                axis=alt.Axis(labelAngle=0, labelLimit=160, labelExpr="split(datum.label, '|')", labelPadding=6)),
         xOffset=alt.XOffset("model:N", sort=list(MODEL_COLORS)),
         y=alt.Y(f"{metric}:Q", title=metric.upper()),
         color=alt.Color("model:N", title=None, scale=alt.Scale(domain=list(MODEL_COLORS),
@@ -281,14 +330,63 @@ def breakdown_chart(breakdown: pd.DataFrame, metric: str = "ndcg@10") -> alt.Cha
     ).properties(height=260)
 
 
-def embedding_chart(points: pd.DataFrame, colour_by: str) -> alt.Chart:
-    colour = (alt.Color("category:N", title="category", scale=alt.Scale(scheme="tableau10"))
-              if colour_by == "category" else
-              alt.Color("popularity:Q", title="interactions", scale=alt.Scale(type="log", scheme="viridis")))
-    return alt.Chart(points).mark_circle(size=28, opacity=0.75).encode(
-        x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None), color=colour,
-        tooltip=["title:N", "category:N", alt.Tooltip("popularity:Q", format=","), "item_id:N"],
-    ).properties(height=460).interactive()
+EMBEDDING_POINTS = 100_000  # the most the embedding map draws (WebGL keeps this many responsive)
+PALETTE = ["#5B4BDB", "#E4572E", "#2E9E8F", "#F2A541", "#8E44AD", "#3D7DD8", "#C2185B", "#7CB342", "#6D4C41",
+           "#00ACC1"]
+
+
+def embedding_points_shown(points: pd.DataFrame, most: int = EMBEDDING_POINTS) -> pd.DataFrame:
+    """The points the map draws: all of them, or the `most` most popular."""
+    return points if len(points) <= most else points.nlargest(most, "popularity")
+
+
+def has_categories(points: pd.DataFrame) -> bool:
+    return "category" in points and points["category"].notna().any()
+
+
+def embedding_figure(points: pd.DataFrame, colour_by: str) -> go.Figure:
+    """The item embedding map as a Plotly WebGL scatter (a hundred thousand points stay smooth),
+    with each item's title, category, popularity and id on hover. Coloured by category (the ten
+    largest, the rest grey as "other") or by popularity on a log scale.
+
+    One trace per category either way, so that a point's category is its trace's name, and every
+    per-point array is numeric or fixed-width text: Plotly serialises those quickly (object
+    arrays and per-point hover strings took seconds for 100,000 points)."""
+    category = points["category"].astype("string") if has_categories(points) else None
+    popularity = points["popularity"].astype("float64").fillna(0).to_numpy()
+    titles = points["title"].astype("string").fillna("").str.slice(0, 80).to_numpy(dtype=str)
+    ids = points["item_id"].astype("string").to_numpy(dtype=str)
+    x, y = points["x"].to_numpy(dtype=np.float32), points["y"].to_numpy(dtype=np.float32)
+    by_category = colour_by == "category" and category is not None
+    if category is None:
+        groups, names = np.zeros(len(points), dtype=int), [""]
+    else:
+        largest = list(category.value_counts().index[:len(PALETTE)])
+        kept = category.where(category.isin(largest), "other").fillna("other").to_numpy(dtype=str)
+        names = [name for name in [*largest, "other"] if (kept == name).any()]
+        groups = pd.Categorical(kept, categories=names).codes
+    colours = dict(zip(names, PALETTE)) | {"other": "#B0B4BA"}
+    logs = np.log10(popularity + 1).astype(np.float32)
+    hover = ("<b>%{text}</b><br>" + ("%{fullData.name}<br>" if category is not None else "")
+             + "%{customdata:,} interactions<br>id %{hovertext}<extra></extra>")
+    figure = go.Figure()
+    for group, name in enumerate(names):
+        chosen = groups == group
+        marker = {"size": 5, "opacity": 0.75}
+        marker |= {"color": colours[name]} if by_category else {"color": logs[chosen], "coloraxis": "coloraxis"}
+        figure.add_trace(go.Scattergl(x=x[chosen], y=y[chosen], text=titles[chosen], hovertext=ids[chosen],
+                                      customdata=popularity[chosen].astype(np.int64), name=name or "items",
+                                      mode="markers", marker=marker, hovertemplate=hover, showlegend=by_category))
+    ticks = [t for t in (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000) if t <= max(popularity.max(), 1) * 10]
+    figure.update_layout(height=480, margin={"l": 0, "r": 0, "t": 10, "b": 0}, dragmode="pan", hovermode="closest",
+                         legend={"itemsizing": "constant", "title": {"text": "category"}},
+                         xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
+                         plot_bgcolor="white")
+    if not by_category:
+        figure.update_layout(coloraxis={"colorscale": "Viridis", "colorbar": {
+            "title": {"text": "interactions"}, "tickvals": np.log10(np.array(ticks) + 1).tolist(),
+            "ticktext": [f"{t:,}" for t in ticks]}})
+    return figure
 
 
 def run_comparison(runs: list) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -300,15 +398,18 @@ def run_comparison(runs: list) -> tuple[pd.DataFrame, pd.DataFrame]:
             for metric in ("loss", "valid_ndcg@10"):
                 if metric in epoch:
                     curves.append({"run": name, "epoch": epoch["epoch"], "metric": metric, "value": epoch[metric]})
-        config, status, test = run.config(), run.status(), run.test_metrics() or {}
+        config, status, test, metrics = run.config(), run.status(), run.test_metrics() or {}, run.metrics()
         model, train = config.get("model", {}), config.get("train", {})
         rows.append({
-            "run": name, "state": status.get("state"), "epochs": len(run.metrics()),
-            "best valid NDCG@10": status.get("best_valid_ndcg@10"),
+            "run": name, "state": run.state(), "epochs": len(metrics),
+            # from the validations themselves: a run stopped before its first has none (not -1)
+            "best valid NDCG@10": max((m["valid_ndcg@10"] for m in metrics if "valid_ndcg@10" in m), default=None),
             **{label: test.get(key) for label, key in (("NDCG@10", "ndcg@10"), ("HR@10", "hr@10"), ("MRR", "mrr"),
                                                        ("sampled NDCG@10", "sampled_ndcg@10"))},
-            "loss": train.get("loss"), "layers": model.get("num_blocks"), "heads": model.get("num_heads"),
-            "d": model.get("hidden"), "maxlen": model.get("maxlen"),
+            "loss": train.get("loss"),
+            # one column for the shape, so that the table fits the page's width
+            "model": (f"{model.get('num_blocks')}×{model.get('num_heads')}, d {model.get('hidden')}, "
+                      f"last {model.get('maxlen')}") if model else None,
             "minutes": (status.get("elapsed_seconds") or 0) / 60,
         })
     return pd.DataFrame(curves, columns=["run", "epoch", "metric", "value"]), pd.DataFrame(rows)
@@ -316,7 +417,189 @@ def run_comparison(runs: list) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def curves_chart(curves: pd.DataFrame) -> alt.FacetChart:
     return alt.Chart(curves).mark_line(point=alt.OverlayMarkDef(size=20)).encode(
-        x=alt.X("epoch:Q"), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        x=alt.X("epoch:Q", axis=EPOCH_AXIS), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False), axis=VALUE_AXIS),
         color=alt.Color("run:N", title=None),
         tooltip=["run:N", "epoch:Q", "metric:N", alt.Tooltip("value:Q", format=".4f")],
     ).properties(width=400, height=240).facet(column=alt.Column("metric:N", title=None)).resolve_scale(y="independent")
+
+
+# Why this prediction: removal effects, a second model, snapshots, and the report to hand out
+
+EFFECT_VIEW = "Removal effect"
+DISAGREE_NOTE = ("Attention says where the prediction looks; the removal effect says what an item changes. They can "
+                 "disagree: an item looked at can change little (another item carries the same signal), and an item "
+                 "barely looked at can matter (through the residual path or an earlier layer). Trust the effect for "
+                 "\"why\", and attention for \"how\".")
+
+
+def why_chart(effects: pd.DataFrame, focus: int | None) -> alt.Chart:
+    """How much each history item supports the prediction: the probability it loses when the item
+    is removed (explain.removal_effects). Bars are selectable (selection "item", field position)."""
+    data, labels = _labelled(effects, effects, "position")
+    data = data.assign(lost=-data["probability_change"],
+                       supports=np.where(data["probability_change"] < 0, "supports it", "holds it back"))
+    return alt.Chart(data).mark_bar().encode(
+        y=alt.Y("position_label:O", sort=labels, title=None, axis=alt.Axis(labelLimit=190, labelOverlap=False)),
+        x=alt.X("lost:Q", title="probability lost without the item", axis=alt.Axis(format=".1~%", tickCount=4)),
+        color=alt.condition(_in_focus(focus, "position"), alt.value(HIGHLIGHT),
+                            alt.Color("supports:N", title=None, legend=None,
+                                      scale=alt.Scale(domain=["supports it", "holds it back"],
+                                                      range=[ACCENT, "#9AA0A6"]))),
+        tooltip=[alt.Tooltip("title:N"), alt.Tooltip("position:Q"), alt.Tooltip("supports:N", title="the item"),
+                 alt.Tooltip("lost:Q", format=".1%", title="probability lost without it"),
+                 alt.Tooltip("rank_without:Q", title="its rank without it"),
+                 alt.Tooltip("top_title:N", title="first without it")],
+    ).properties(height=alt.Step(20)).add_params(
+        alt.selection_point(name="item", fields=["position"]))
+
+
+def focus_and_effect_bars(focus_table: pd.DataFrame, effects: pd.DataFrame, shown: pd.DataFrame,
+                          focus: int | None, panel_width: int = 95) -> alt.FacetChart:
+    """The last position's attention per layer, the rollout and the removal effect, side by side on
+    the same item axis. Bars are selectable (selection "item", field position)."""
+    attention = focus_table.rename(columns={"weight": "value"})
+    effect = effects[["position", "item_id", "title"]].assign(view=EFFECT_VIEW, value=-effects["probability_change"])
+    data, labels = _labelled(pd.concat([attention, effect], ignore_index=True), shown, "position")
+    views = list(dict.fromkeys(data["view"]))
+    return alt.Chart(data).mark_bar().encode(
+        y=alt.Y("position_label:O", sort=labels, title=None, axis=alt.Axis(labelLimit=160, labelOverlap=False)),
+        x=alt.X("value:Q", title=None, axis=alt.Axis(format=".1~%", tickCount=3)),
+        color=alt.when(_in_focus(focus, "position")).then(alt.value(HIGHLIGHT)).when("datum.value < 0").then(
+            alt.value("#9AA0A6")).otherwise(alt.value(ACCENT)),
+        tooltip=[alt.Tooltip("title:N"), alt.Tooltip("position:Q"), alt.Tooltip("view:N"),
+                 alt.Tooltip("value:Q", format=".1%", title="weight, or probability lost without it")],
+    ).properties(width=panel_width, height=max(120, 17 * len(shown))).add_params(
+        alt.selection_point(name="item", fields=["position"])
+    ).facet(column=alt.Column("view:N", sort=views, title=None, header=alt.Header(labelFontSize=13)),
+            spacing=12).resolve_scale(x="independent")
+
+
+def why_sentence(target: dict, effects: pd.DataFrame) -> str:
+    """One line on the item that matters most, e.g. 'Without Winter Attic S1E2 (position 4), Winter
+    Attic S1E3 falls from 84% to 34% (rank 1 → 2), and Hollow Crypt comes first.'"""
+    strongest = effects.loc[effects["probability_change"].idxmin()]
+    if strongest["probability_change"] >= 0:
+        return f"No single item of the history supports {target['title']}: removing any one raises its probability."
+    after = target["probability"] + strongest["probability_change"]
+    rank = (f"rank {target['rank']} → {strongest['rank_without']}" if strongest["rank_change"] else
+            f"still rank {target['rank']}")
+    first = "" if strongest["top_item_id"] == target["item_id"] else f", and {strongest['top_title']} comes first"
+    return (f"Without {strongest['title']} (position {strongest['position']}), {target['title']} falls from "
+            f"{target['probability']:.0%} to {after:.0%} ({rank}){first}.")
+
+
+def agreement_table(agreement: dict) -> pd.DataFrame:
+    """explain.attention_effect_agreement as rows: what points to an item, and how often it is the item that matters most."""
+    return pd.DataFrame({"signal": [SIGNALS[name] for name in SIGNALS],
+                         "agreement": [agreement["rates"][name] for name in SIGNALS]})
+
+
+NOT_IN_OTHER = "–"
+
+
+def side_by_side(first: pd.DataFrame, second: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Two models' top-k (Recommendation.items) as shown side by side: rank, title, probability, the
+    item's rank in the other list ("–" when it is not there, which marks the items that differ);
+    and how many items the two lists share."""
+    def table(items, other):
+        ranks = dict(zip(other["item_id"], other["rank"]))
+        shown = items[["rank", "title", "probability"]].copy()
+        shown["other rank"] = [str(ranks[item]) if item in ranks else NOT_IN_OTHER for item in items["item_id"]]
+        return shown
+
+    return table(first, second), table(second, first), len(set(first["item_id"]) & set(second["item_id"]))
+
+
+def overlap_sentence(shared: int, first: pd.DataFrame, second: pd.DataFrame) -> str:
+    k = max(len(first), len(second))
+    same_top = len(first) and len(second) and first["item_id"].iloc[0] == second["item_id"].iloc[0]
+    return (f"The two top-{k} lists share {shared} of {k} items ({shared / max(k, 1):.0%}); "
+            f"{'the same' if same_top else 'a different'} item comes first.")
+
+
+def best_epoch(metrics: list[dict]) -> int | None:
+    """The epoch of best.safetensors: the first with the highest validation NDCG@10."""
+    validated = [m for m in metrics if m.get("valid_ndcg@10") is not None]
+    return max(validated, key=lambda m: m["valid_ndcg@10"])["epoch"] if validated else None
+
+
+def checkpoint_labels(snapshots: list[int], metrics: list[dict], running: bool) -> dict[str, str]:
+    """The weights a run can be looked at with, by checkpoint name, in epoch order: its snapshots
+    ("epoch-0004": "epoch 4") and its current weights ("": the latest while it trains, else the
+    best), each epoch once."""
+    if running:
+        epoch = metrics[-1]["epoch"] if metrics else None
+        current = f"latest: epoch {epoch}" if epoch else "latest"
+    else:
+        epoch = best_epoch(metrics) or (metrics[-1]["epoch"] if metrics else None)
+        current = f"best: epoch {epoch}" if epoch else "best"
+    by_epoch = {e: (f"epoch-{e:04d}", f"epoch {e}") for e in snapshots if e != epoch}
+    by_epoch[epoch if epoch is not None else float("inf")] = ("", current)
+    return dict(by_epoch[e] for e in sorted(by_epoch))
+
+
+def _percent(values) -> list[str]:
+    return [f"{value:.1%}" for value in values]
+
+
+def _spec(chart) -> dict:
+    with alt.data_transformers.enable("default", max_rows=None):  # inline the data, however long
+        return chart.to_dict()
+
+
+def report_sections(*, model_name: str, history_length: int, result, explanation, metrics: dict | None,
+                    second: tuple[str, object] | None = None) -> list:
+    """The sections of the HTML report (export.render_html): the history, the predictions, why the
+    top one, what the prediction looks at, attention layer by layer, a second model if there is
+    one, and the run's test metrics against the baselines. result: inference.Recommendation;
+    explanation: explain.Explanation of its top item; second: (its name, its Recommendation)."""
+    shown = result.history
+    read = len(shown)
+    history = shown[["position", "title", "category", "item_id"]]
+    sections = [Section("The history", [f"{history_length} items, oldest first." + (
+        f" The model reads the last {read}; those are listed." if read < history_length else "")], history)]
+    predictions = result.items[["rank", "title", "category", "probability", "score", "item_id"]].assign(
+        probability=_percent(result.items["probability"]))
+    sections.append(Section("What the model predicts next", [
+        "Probability: the model's softmax over every item not in the history. Score: its raw logit."], predictions))
+
+    target, effects = explanation.target, explanation.effects
+    lost = effects.assign(**{"probability without it": _percent(target["probability"] + effects["probability_change"]),
+                             "probability_change": [f"{change * 100:+.1f} points" for change in effects["probability_change"]]})
+    sections.append(Section(
+        f"Why {target['title']}?",
+        [f"Each item of the history was removed in turn and the history scored again. {why_sentence(target, effects)}",
+         "A bar is the probability the prediction loses without that item; grey bars are items that hold it back."],
+        lost[["position", "title", "probability without it", "probability_change", "rank_without", "top_title"]].rename(
+            columns={"probability_change": "change", "rank_without": "rank without it",
+                     "top_title": "first without it"}),
+        [_spec(why_chart(effects, None).properties(width=560))]))
+    sections.append(Section("What the prediction looks at", [
+        "The last position's attention in each layer (heads averaged), the rollout through all layers, and the "
+        "removal effect, on the same items.", DISAGREE_NOTE],
+        charts=[_spec(focus_and_effect_bars(prediction_focus(shown, result.attention), effects, shown, None))]))
+    table = attention_table(shown, result.attention)
+    sections.append(Section("Attention, layer by layer", [
+        "Rows attend to columns; a causal model only looks back. One heatmap per head."],
+        charts=[_spec(attention_heatmap(table[table["layer"] == layer], shown, None).properties(title=f"Layer {layer}"))
+                for layer in range(1, result.attention.shape[0] + 1)]))
+    if second is not None:
+        name, other = second
+        first_table, second_table, shared = side_by_side(result.items, other.items)
+        both = pd.DataFrame({"rank": first_table["rank"], model_name: first_table["title"],
+                             "probability": _percent(first_table["probability"])})
+        both = both.join(pd.DataFrame({name: second_table["title"],
+                                       f"{name} probability": _percent(second_table["probability"])}), how="outer")
+        sections.append(Section(f"A second model: {name}", [overlap_sentence(shared, result.items, other.items)],
+                                both))
+    if metrics:
+        full, _ = metrics_tables(metrics)
+        who = f"each of {metrics['users']:,} test users" if metrics.get("users") else "each test user"
+        sections.append(Section("How good the model is", [
+            f"The true next item of {who}, ranked against every item "
+            "(already-watched items excluded), for SASRec and two baselines: the most popular items, and a Markov "
+            "chain of item-to-item transitions. Higher is better."], full.rename_axis("model").reset_index()))
+    else:
+        sections.append(Section("How good the model is", ["This run has no test metrics yet: they are written "
+                                                          "once training has ended."]))
+    return sections

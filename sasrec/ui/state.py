@@ -9,13 +9,12 @@ last. Names from the URL are resolved by the workspace's registry, never used as
 import json
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
-from .. import rundir, synthetic
-from ..config import preset_values
-from ..workspace import DEMO_NAME, SAMPLE_NAME, Workspace
-from . import caches
+from .. import rundir
+from ..config import PRESETS, preset_values
+from ..workspace import DEMO_NAME, SAMPLE_NAME, Workspace, devices
+from . import caches, charts
 
 
 @st.cache_resource
@@ -99,7 +98,7 @@ def set_history(items: list[str], remember_undo: bool = True) -> None:
 
 def sync_query_params() -> None:
     """st.navigation starts each page with a clean URL; put the shared values back."""
-    for key in ("dataset", "run"):
+    for key in ("dataset", "run", "k", "at", "compare"):
         if st.session_state.get(key):
             st.query_params[key] = st.session_state[key]
     if st.session_state.get("history"):
@@ -111,7 +110,8 @@ def start_demo() -> None:
     planted patterns show: two horror films, then the first episodes of a horror series."""
     set_active_dataset(SAMPLE_NAME)
     set_active_run(DEMO_NAME)
-    set_history(example_history(caches.recommender(workspace().run(DEMO_NAME))), remember_undo=False)
+    demo = workspace().run(DEMO_NAME)
+    set_history(example_history(demo, caches.recommender(demo)), remember_undo=False)
 
 
 def remember_upload(widget_key: str, path_key: str) -> None:
@@ -126,19 +126,42 @@ def remember_upload(widget_key: str, path_key: str) -> None:
 
 def apply_preset() -> None:
     """on_change of the preset: put its settings into the training form."""
-    for name, value in preset_values(st.session_state["train_preset"]).items():
+    apply_settings(preset_values(st.session_state["train_preset"]))
+    st.session_state.pop("train_estimate", None)
+
+
+def apply_settings(values: dict) -> None:
+    """Put settings (by field name; None: chosen from the data) into the training form."""
+    for name, value in values.items():
         st.session_state[f"train_{name}"] = value
 
 
-def find_users(dataset, query: str, limit: int = 8) -> pd.DataFrame:
-    """Users whose id contains `query`, exact match first: user_id, items."""
-    query = query.strip().lower()
-    if not query:
-        return pd.DataFrame({"user_id": [], "items": []})
-    ids = pd.Series(dataset.user_ids).str.lower()
-    found = np.flatnonzero(ids.str.contains(query, regex=False).to_numpy())
-    found = found[np.argsort(ids.to_numpy()[found] != query, kind="stable")][:limit]
-    return pd.DataFrame({"user_id": dataset.user_ids[found], "items": np.diff(dataset.offsets)[found]})
+def restore_train_form(run: rundir.Run | None) -> None:
+    """A new session (a reload, a second tab) starts the Train page's form from the settings of
+    the run it shows, not from the first preset."""
+    if run is None or "train_preset" in st.session_state or workspace().is_builtin(run):
+        return
+    preset, values = run_form_settings(run)
+    if preset is not None:
+        st.session_state["train_preset"] = preset
+        apply_settings(values)
+
+
+def run_form_settings(run: rundir.Run) -> tuple[str | None, dict]:
+    """(preset, form values) a run was started with: the preset the Train page recorded in its
+    launch.json (else "auto"), and each form setting as given, None where it was chosen from the
+    data. (None, {}) for a run without a readable config."""
+    config = run.config()
+    if not isinstance(config.get("model"), dict) or not isinstance(config.get("train"), dict):
+        return None, {}
+    preset = run.launch().get("preset")
+    chosen = config.get("chosen") or {}
+    given = config["model"] | config["train"]
+    values = {name: None if name in chosen else given.get(name, default)
+              for name, default in preset_values("auto").items()}
+    if values.get("device") not in devices():  # trained on a device this machine lacks
+        values.pop("device", None)
+    return (preset if preset in PRESETS else "auto"), values
 
 
 def random_user(dataset) -> str:
@@ -177,14 +200,11 @@ def start_from_user(dataset, user_id: str) -> None:
     st.session_state["pg_user_popover"] = False  # close the picker: the history is what matters now
 
 
-def example_history(recommender_) -> list[str] | None:
+def example_history(run: rundir.Run, recommender_) -> list[str] | None:
     """The bundled sample's demo history (two films of a genre, then a series' first
     episodes, so that the next episode should come first), if the model's catalog is the
     sample's; None otherwise."""
-    catalog = recommender_.catalog
-    if not {"kind", "series", "position"} <= set(catalog.columns):
-        return None
-    return synthetic.example_history(catalog)
+    return caches.example_history(run, recommender_)
 
 
 def add_item(item_id: str) -> None:
@@ -255,3 +275,81 @@ def focus_from_selection(chart_key: str, selection: str, field: str) -> None:
     """on_select callback: a clicked cell or bar highlights its history item everywhere."""
     points = st.session_state[chart_key]["selection"][selection]
     st.session_state["att_focus"] = int(points[0][field]) if points else None
+
+
+# Watching the model learn, a second model, and links that reproduce the Playground. Each is in
+# the session and in the URL (k, at, compare), so that a link opens the same view in a new tab
+# or after a server restart; names from the URL resolve through the workspace, checkpoints only
+# among what the run lists.
+
+def checkpoint_choices(run: rundir.Run) -> dict[str, str]:
+    """The weights the run can be looked at with, by checkpoint name ("" = its current ones), in epoch order."""
+    return charts.checkpoint_labels(run.snapshots(), run.metrics(), run.state() == rundir.RUNNING)
+
+
+def _set_link(key: str, value: str) -> None:
+    st.session_state[key] = value
+    if value:
+        st.query_params[key] = value
+    else:
+        st.query_params.pop(key, None)
+
+
+def viewed_checkpoint(choices: dict[str, str]) -> str:
+    """The epoch slider's checkpoint: this session's, else the link's; "" (the current weights) if not one of `choices`."""
+    value = _shared("at", "")
+    return value if value in choices else ""
+
+
+def view_checkpoint(widget_key: str) -> None:
+    """on_change of an epoch slider: every page shows the model at that checkpoint."""
+    _set_link("at", st.session_state[widget_key])
+
+
+def second_model() -> tuple[rundir.Run, str] | None:
+    """(run, checkpoint) of the model shown beside the active one, or None. In the URL it is a JSON
+    pair, ["run name", "epoch-0004"]; a name the workspace does not list, or a checkpoint the run
+    does not have, is no second model."""
+    try:
+        name, which = json.loads(_shared("compare", "") or "null")
+        run = workspace().run(str(name))
+    except (TypeError, ValueError, rundir.RunError):
+        return None
+    return (run, which) if which in checkpoint_choices(run) else None
+
+
+def second_model_options() -> dict[str, str]:
+    """Every run at each of its checkpoints, as the second model picker offers them: JSON pair -> label."""
+    options = {}
+    for run in workspace().runs():
+        for which, label in checkpoint_choices(run).items():
+            options[json.dumps([run.name, which])] = f"{run.name} · {label}"
+    return options
+
+
+def set_second_model(widget_key: str) -> None:
+    _set_link("compare", st.session_state[widget_key] or "")
+
+
+def top_k(widget_key: str) -> None:
+    """Start a Top-k input from this session, else the link (1 to 100, default 10); call before the widget."""
+    if widget_key not in st.session_state:
+        try:
+            k = int(_shared("k", "10"))
+        except ValueError:
+            k = 10
+        st.session_state[widget_key] = min(max(k, 1), 100)
+
+
+def share_top_k(widget_key: str) -> None:
+    _set_link("k", str(st.session_state[widget_key]))
+
+
+def focus_history_item(chart_key: str, first_index: int, fragment: str) -> None:
+    """on_select of the "why" chart: a clicked bar selects its item in the Playground's history
+    (first_index: where the items the model read start in it), and the history redraws."""
+    points = st.session_state[chart_key]["selection"]["item"]
+    st.session_state["pg_focus"] = first_index + int(points[0]["position"]) - 1 if points else None
+    for key in [key for key in st.session_state if str(key).startswith("pg_items_")]:
+        st.session_state[key] = st.session_state["pg_focus"]  # the history's chips show it
+    st.rerun(fragment)
