@@ -17,7 +17,6 @@ from .readers import Columns
 from .settings import setting
 
 LOSSES = ("ce", "bce", "sampled-ce")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
@@ -41,7 +40,8 @@ class TrainConfig:
     valid_users: int | None = setting(None, "validate on a fixed random sample of this many users (default: all "
                                             "of a small log, a sample of a big one); the test covers every user",
                                       flag="valid_users", type=int)
-    device: str = setting("auto", "where to train", label="Device", form=True, choices=DEVICES)
+    device: str = setting("auto", "where to train: auto, cpu, cuda (or cuda:N for the N-th GPU), mps", label="Device",
+                          form=True)
     seed: int = setting(42, "random seed")
     threads: int = setting(0, "CPU threads (0: all cores)")
 

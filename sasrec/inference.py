@@ -7,16 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from . import rundir, sequences
 from .config import RunConfig
 from .model import SASRec, SASRecConfig
 from .readers import DataError
-from .train import precision
-
-FAST_SCORING_ITEMS = 100_000  # catalogs larger than this are scored in bf16 first, where the CPU has it
-CANDIDATES = 1_000  # then rescored in fp32
 
 
 @dataclass
@@ -32,13 +27,6 @@ class Recommender:
         """catalog: one row per internal id 1..N (the index), with item_id, title and category."""
         self.model = model.eval()
         self.catalog = catalog
-        # Scoring a big catalog reads its whole table for every request. Where the CPU computes
-        # bf16 natively, a bf16 copy is half the bytes and about a fifth of the time on 1M items
-        # (bench/topk.py); the best candidates are then rescored in fp32, so the top k and their
-        # scores are the exact ones unless thousands of items tie with the k-th within bf16 error.
-        table = model.item_embedding.weight.detach()
-        fast = len(table) > FAST_SCORING_ITEMS and table.device.type == "cpu" and precision(table.device) is not None
-        self.fast_table = table.to(torch.bfloat16) if fast else None
         self.internal = pd.Series(catalog.index.to_numpy(), index=catalog["item_id"].to_numpy())
         self._ids_lower = catalog["item_id"].str.lower()
         self._titles_lower = catalog["title"].str.lower()
@@ -82,7 +70,9 @@ class Recommender:
             raise DataError("the history is empty: add at least one item")
         items = seen[-self.maxlen:]
         last, attention = self.model.last_hidden(torch.tensor(items)[None], need_weights=True)
-        scores = self.scores(last, torch.tensor(seen if exclude_history else [0])[None])
+        scores = self.model.score_items(last)  # (1, N+1)
+        sequences.hide_seen(scores, torch.tensor(seen if exclude_history else [0])[None])
+        scores = scores[0]
         probabilities = scores.softmax(0)
         k = min(k, int(torch.isfinite(scores).sum()))
         top = torch.topk(scores, k).indices.numpy()
@@ -91,17 +81,6 @@ class Recommender:
         table["score"] = scores[top].numpy()
         table["probability"] = probabilities[top].numpy()
         return Recommendation(table, self.describe(items), attention[0].numpy(), time.perf_counter() - started)
-
-    def scores(self, last: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-        """(N+1,) scores for one hidden state (1, d), -inf for padding and the `seen` item ids (1, S);
-        the best CANDIDATES are exact, the rest approximate on the fast path."""
-        if self.fast_table is None:
-            return sequences.hide_seen(self.model.score_items(last), seen)[0]
-        scores = sequences.hide_seen(F.linear(last.to(torch.bfloat16), self.fast_table).float(), seen)[0]
-        candidates = torch.topk(scores, CANDIDATES).indices
-        candidates = candidates[torch.isfinite(scores[candidates])]
-        scores[candidates] = self.model.item_embedding.weight[candidates] @ last[0]
-        return scores
 
     def describe(self, items: np.ndarray) -> pd.DataFrame:
         table = self.catalog.loc[items, ["item_id", "title", "category"]].reset_index(drop=True)

@@ -364,7 +364,8 @@ BIG_CATEGORIES = 50
 DAY = 86400
 
 
-def generate_log(num_events: int, num_items: int, seed: int = 0, zipf: float = 0.8) -> tuple[pd.DataFrame, pd.DataFrame]:
+def generate_log(num_events: int, num_items: int, seed: int = 0, zipf: float = 0.8,
+                 median_length: float = BIG_MEDIAN_LENGTH) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(interactions, items) with exactly num_events events (when num_events >= 3) on at most
     num_items items: interactions has integer user_id, item_id (1..num_items) and timestamp
     (epoch seconds), by user then time; items has item_id, title, category, chain and position
@@ -373,7 +374,7 @@ def generate_log(num_events: int, num_items: int, seed: int = 0, zipf: float = 0
     if num_events < 3 or num_items < 2:
         raise ValueError("a log needs at least 3 events and 2 items")
     rng = np.random.default_rng(seed)
-    lengths = big_lengths(rng, num_events)
+    lengths = big_lengths(rng, num_events, median_length)
     # The catalog as chains of consecutive internal indices, grouped by category so that a
     # category's chains are one stretch of the popularity CDF.
     chain_lengths = np.minimum(1 + rng.geometric(CHAIN_P, num_items), CHAIN_MAX)
@@ -428,12 +429,12 @@ def generate_log(num_events: int, num_items: int, seed: int = 0, zipf: float = 0
     return interactions, items
 
 
-def big_lengths(rng: np.random.Generator, num_events: int) -> np.ndarray:
-    """History lengths, log-normal around BIG_MEDIAN_LENGTH within MIN_LENGTH..BIG_MAX_LENGTH, that sum
+def big_lengths(rng: np.random.Generator, num_events: int, median: float = BIG_MEDIAN_LENGTH) -> np.ndarray:
+    """History lengths, log-normal around `median` within MIN_LENGTH..BIG_MAX_LENGTH, that sum
     to num_events (the last user takes what is left, if that is at least MIN_LENGTH... else it is
     added to the one before)."""
-    mean = BIG_MEDIAN_LENGTH * np.exp(BIG_LENGTH_SIGMA ** 2 / 2)
-    lengths = np.clip(np.round(rng.lognormal(np.log(BIG_MEDIAN_LENGTH), BIG_LENGTH_SIGMA,
+    mean = median * np.exp(BIG_LENGTH_SIGMA ** 2 / 2)
+    lengths = np.clip(np.round(rng.lognormal(np.log(median), BIG_LENGTH_SIGMA,
                                              int(num_events / mean * 1.2) + 2)), 3, BIG_MAX_LENGTH).astype(np.int64)
     while lengths.sum() < num_events:  # rare: the draw fell short
         lengths = np.concatenate([lengths, lengths])

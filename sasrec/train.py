@@ -26,16 +26,19 @@ from .sequences import training_windows
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' (CUDA, then Apple MPS, then the CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'; RunError when
+    the device is not there."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    kind, _, index = str(name).partition(":")
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if name not in available:
-        raise rundir.RunError(f"unknown device {name!r}: choose auto, cpu, cuda or mps")
-    if not available[name]:
+    if kind not in available or (index and (kind != "cuda" or not index.isdigit())):
+        raise rundir.RunError(f"unknown device {name!r}: choose auto, cpu, cuda, cuda:N or mps")
+    if not available[kind] or (index and int(index) >= torch.cuda.device_count()):
         raise rundir.RunError(f"device {name!r} was asked for but is not available on this machine")
     return torch.device(name)
 
@@ -214,6 +217,9 @@ class Trainer:
             self.run.clear_outputs()
         if dist.is_main:
             self.write_config()
+        # Batch order: one stream from the start, or from where a resumed run was; every rank draws
+        # the same batches from it and takes its own share (epoch_batches).
+        self.rng = np.random.default_rng([config.train.seed, self.state["epoch"]])
         # After the restore: DDP makes every rank start from rank 0's weights.
         step_model = StepModel(self.model)
         self.step_model = DistributedDataParallel(step_model) if dist.active else step_model
@@ -368,7 +374,6 @@ class Trainer:
         config = self.train_config
         while self.state["epoch"] < config.epochs and not self.dist.any(bool(stop), self.device):
             epoch = self.state["epoch"] + 1
-            self.rng = np.random.default_rng([config.seed, epoch])  # the same on every rank, and on resume
             metrics = self.train_epoch(epoch, stop)
             if metrics == rundir.STOPPED:  # mid-epoch: keep the weights, redo this epoch on resume
                 self.checkpoint()

@@ -256,7 +256,7 @@ class Workspace:
         if shutil.which("nice"):
             argv = ["nice", "-n", str(TRAINING_NICE), *argv]
         with open(out / "train.log", "ab") as log:
-            process = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=training_env(),
+            process = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             identity = rundir.process_identity(process.pid)
@@ -280,7 +280,7 @@ class Workspace:
             argv = ["nice", "-n", str(TRAINING_NICE), *argv]
         try:
             done = subprocess.run(argv, cwd=REPO, input=json.dumps(config.to_dict()), capture_output=True, text=True,
-                                  timeout=timeout, env=training_env())
+                                  timeout=timeout)
         except subprocess.TimeoutExpired as err:
             raise rundir.RunError(f"timing a few training steps took over {timeout:.0f} s: these settings are very "
                                   "slow on this machine") from err
@@ -356,8 +356,9 @@ def _remove(path: Path, parent: Path) -> None:
 
 
 def _signal(identity: dict, signum: int) -> None:
-    """Send a signal to the process `identity` names, and to no other that reused its pid."""
-    if rundir.is_alive(identity):
+    """Send a signal to the process `identity` names, and to no other that reused its pid (nor to
+    this process: a run resumed in-process, as in tests, is not ours to end)."""
+    if rundir.is_alive(identity) and int(identity["pid"]) != os.getpid():
         try:
             os.kill(int(identity["pid"]), signum)
         except ProcessLookupError:
@@ -374,25 +375,21 @@ def training_threads() -> int:
     return os.cpu_count() or 1
 
 
-def training_env() -> dict:
-    """The environment of a training process the app starts. Its threads wait for each other
-    passively (OMP_WAIT_POLICY): when the app or anything else takes a core for a moment, a
-    thread that spun while waiting for the preempted one would only burn the other core. On 2
-    busy cores a spinning 2-thread epoch took 10 times as long as a 1-thread one; a passive one
-    about 1.3 times (bench/ui_responsiveness.py, in the README)."""
-    return os.environ | {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-
-
 def check_devices(config: RunConfig) -> None:
     """Refuse here, with the reason, a device the trainer would refuse in a background process."""
     resolve_device(config.train.device)
 
 
 def devices() -> dict[str, str]:
-    """The devices to train on, each with a readable name: auto, then those present."""
+    """The devices to train on, each with a readable name: auto, then every one present, each GPU
+    with its name and memory."""
     present = {"cpu": "CPU"}
-    if torch.cuda.is_available():
-        present["cuda"] = f"CUDA: {torch.cuda.get_device_name()}"
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for index in range(gpus):
+        properties = torch.cuda.get_device_properties(index)
+        key = "cuda" if gpus == 1 else f"cuda:{index}"
+        present[key] = f"GPU {index}: {properties.name}, {properties.total_memory / 2 ** 30:.0f} GB"
     if torch.backends.mps.is_available():
         present["mps"] = "Apple GPU (MPS)"
-    return {"auto": f"Auto: {present[resolve_device('auto').type]}", **present}
+    auto = resolve_device("auto").type
+    return {"auto": f"Auto: {present.get(auto) or present.get('cuda:0', 'CPU')}", **present}

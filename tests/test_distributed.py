@@ -64,3 +64,23 @@ def test_a_stopped_two_process_run_resumes_in_one_process(log, tmp_path):
     run = rundir.Run(out)
     assert [m["epoch"] for m in run.metrics()] == [1, 2, 3] and run.config()["world_size"] == 1
     assert run.status()["state"] == "finished"
+
+
+def test_the_device_menu_lists_every_gpu_with_its_memory(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from sasrec import workspace
+    from sasrec.train import device_name
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda i: SimpleNamespace(name=f"NVIDIA H100 #{i}", total_memory=80 * 2 ** 30))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100")
+    menu = workspace.devices()
+    assert menu["cuda:0"] == "GPU 0: NVIDIA H100 #0, 80 GB" and menu["cuda:1"] == "GPU 1: NVIDIA H100 #1, 80 GB"
+    assert menu["auto"].startswith("Auto: GPU 0") and "cpu" in menu
+    assert device_name(torch.device("cuda"), torch.bfloat16) == "CUDA (NVIDIA H100, bf16)"
+    assert device_name(torch.device("cuda"), torch.float16) == "CUDA (NVIDIA H100, fp16)"
