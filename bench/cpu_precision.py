@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.machine import machine_info
 from sasrec.config import configs
 from sasrec.dataset import load_dataset
 from sasrec.model import SASRec
@@ -103,9 +104,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     print(json.dumps({
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "avx512_bf16": torch.cpu._is_avx512_bf16_supported(),
         "attention_ms": attention_ms(args.repeat), "epoch_seconds": epoch_seconds(args.data, args.repeat),
+        "machine": machine_info(),
     }))
 
 

@@ -6,7 +6,23 @@ import pytest
 from sasrec.config import DataConfig, RunConfig, configs
 from sasrec.dataset import Preprocessing, build_dataset
 from sasrec.readers import Columns
+from sasrec.ui import state
+from sasrec.workspace import Workspace
 from tests.browser import CHROMIUM, PAGES, TEST_OUTPUT, chromium, running_app
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """An empty workspace, the one the app's pages see too. Runs are separate processes: any a
+    failed test left running are stopped (a resume inside the test process is not one of them)."""
+    monkeypatch.setenv("SASREC_WORKSPACE", str(tmp_path / "workspace"))
+    state.workspace.clear()
+    ws = Workspace()
+    yield ws
+    for run in ws.runs():
+        if run.is_alive() and run.status().get("pid") != os.getpid():
+            ws.stop_run(run)
+    state.workspace.clear()
 
 
 @pytest.fixture(scope="session")

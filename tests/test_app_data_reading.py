@@ -11,8 +11,6 @@ from sasrec import rundir
 from sasrec.dataset import build_dataset
 from sasrec.readers import Columns
 from sasrec.synthetic import generate
-from sasrec.ui import state
-from sasrec.workspace import Workspace
 from tests.browser import ROOT
 
 APP = str(ROOT / "app.py")
@@ -20,14 +18,6 @@ APP = str(ROOT / "app.py")
 HEADERLESS = b"".join(f"{u}\t{i}\t{r}\t{881250949 + n}\n".encode() for n, (u, i, r) in enumerate(
     [(196, 242, 3), (196, 302, 3), (196, 51, 2), (186, 302, 3), (186, 242, 3), (186, 51, 5), (22, 51, 1), (22, 242, 4),
      (22, 302, 4)]))
-
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("SASREC_WORKSPACE", str(tmp_path / "workspace"))
-    state.workspace.clear()
-    yield Workspace()
-    state.workspace.clear()
 
 
 def open_page(**session) -> AppTest:

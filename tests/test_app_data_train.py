@@ -13,25 +13,11 @@ from sasrec import rundir
 from sasrec.dataset import build_dataset
 from sasrec.readers import Columns
 from sasrec.synthetic import generate
-from sasrec.ui import state
-from sasrec.workspace import Workspace
 from tests.browser import ROOT
 
 APP = str(ROOT / "app.py")
 SMALL = {"train_epochs": 2, "train_hidden": 16, "train_num_blocks": 1, "train_num_heads": 1, "train_maxlen": 50,
          "train_batch_size": 32}
-
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("SASREC_WORKSPACE", str(tmp_path / "workspace"))
-    state.workspace.clear()
-    ws = Workspace()
-    yield ws
-    for run in ws.runs():  # runs are separate processes: end any a failed test left behind
-        if run.is_alive():
-            ws.stop_run(run)
-    state.workspace.clear()
 
 
 @pytest.fixture(scope="module")

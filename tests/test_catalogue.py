@@ -18,8 +18,6 @@ from streamlit.testing.v1 import AppTest
 from sasrec import readers
 from sasrec.dataset import load_dataset
 from sasrec.readers import DataError
-from sasrec.ui import state
-from sasrec.workspace import Workspace
 from tests.browser import ROOT
 
 APP = str(ROOT / "app.py")
@@ -210,14 +208,6 @@ CATALOGUE = {
 @pytest.fixture(autouse=True)
 def small_decompression_limit(monkeypatch):
     monkeypatch.setattr(readers, "MAX_DECOMPRESSED_BYTES", LIMIT)
-
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("SASREC_WORKSPACE", str(tmp_path / "workspace"))
-    state.workspace.clear()
-    yield Workspace()
-    state.workspace.clear()
 
 
 def sequences(dataset) -> dict:

@@ -16,9 +16,8 @@ from sasrec.config import RunConfig, configs
 from sasrec.inference import Recommender
 from sasrec.model import SASRec, SASRecConfig
 from sasrec.synthetic import generate
-from sasrec.ui import state
-from sasrec.workspace import Workspace
 from tests.browser import ROOT
+from tests.waiting import wait_until
 
 KILLS = 6  # each costs a process start (a few seconds)
 SETTINGS = dict(epochs=1000, patience=1000, hidden=16, num_blocks=1, num_heads=1, maxlen=20, batch_size=8, threads=1,
@@ -26,28 +25,15 @@ SETTINGS = dict(epochs=1000, patience=1000, hidden=16, num_blocks=1, num_heads=1
 
 
 @pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("SASREC_WORKSPACE", str(tmp_path / "workspace"))
-    state.workspace.clear()
-    ws = Workspace()
-    interactions, items = generate(seed=8, num_users=200, num_series=4, num_films=60, num_franchises=2)
+def workspace(workspace):
+    """The workspace, with a saved dataset "log"."""
     from sasrec.dataset import build_dataset
     from sasrec.readers import Columns
 
-    ws.save_dataset(build_dataset(interactions, Columns("user_id", "item_id", "timestamp"), items, source="log"),
-                    "log", {"source": "log"})
-    yield ws
-    for run in ws.runs():  # end what a failed test left running (a resume in this process is not that)
-        if run.is_alive() and run.status()["pid"] != os.getpid():
-            os.kill(run.status()["pid"], signal.SIGKILL)
-    state.workspace.clear()
-
-
-def wait_until(condition, timeout=120):
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.05)
+    interactions, items = generate(seed=8, num_users=200, num_series=4, num_films=60, num_franchises=2)
+    workspace.save_dataset(build_dataset(interactions, Columns("user_id", "item_id", "timestamp"), items, source="log"),
+                           "log", {"source": "log"})
+    return workspace
 
 
 def test_sigkill_at_random_moments_leaves_a_usable_run(workspace):

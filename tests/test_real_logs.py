@@ -3,10 +3,12 @@ without server paths, and charts that read well for a catalog without categories
 small metric values."""
 
 import json
+import os
 import time
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from sasrec import estimate as estimate_module
@@ -15,7 +17,8 @@ from sasrec.config import RunConfig, configs
 from sasrec.dataset import build_dataset
 from sasrec.readers import Columns
 from sasrec.ui import charts, widgets
-from sasrec.workspace import DEMO_NAME, Workspace
+from sasrec.workspace import DEMO_NAME
+from tests.waiting import wait_until
 
 
 def short_log(num_users=300, num_items=400, seed=0) -> pd.DataFrame:
@@ -68,20 +71,25 @@ def test_faster_settings_sample_negatives_only_for_a_big_catalog():
 # Resuming
 
 @pytest.fixture
-def workspace(tmp_path, log_dataset):
-    ws = Workspace(tmp_path / "ws")
-    ws.save_dataset(log_dataset, "short", {"source": "short"})
-    yield ws
-    for run in ws.runs():
-        if run.is_alive():
-            ws.stop_run(run)
+def workspace(workspace, log_dataset):
+    workspace.save_dataset(log_dataset, "short", {"source": "short"})
+    return workspace
 
 
-def wait_until(condition, timeout=120):
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.2)
+def test_the_apps_runs_wait_passively_and_the_command_line_keeps_openmps_default(workspace, monkeypatch):
+    """A run the app starts shares the cores with the app and its viewers: its OpenMP threads must
+    not spin (workspace.TRAINING_ENV). The command line's own processes are left as OpenMP has it."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    config = RunConfig(*configs("auto", hidden=16, num_blocks=1, num_heads=1, maxlen=10, epochs=50, batch_size=8),
+                       data=None)
+    run = workspace.start_run("short", "passive", config)
+    pid = run.launch()["pid"]
+    try:
+        assert psutil.Process(pid).environ().get("OMP_WAIT_POLICY") == "PASSIVE"
+    finally:
+        workspace.stop_run(run)
+    import sasrec  # noqa: F401  (the package sets nothing for the command line)
+    assert "OMP_WAIT_POLICY" not in os.environ
 
 
 def test_a_stopped_run_resumes_where_it_stopped(workspace):

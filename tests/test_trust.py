@@ -5,7 +5,6 @@ evaluation hiding different items, pids taken for processes, status races and un
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -21,30 +20,11 @@ from sasrec.inference import Recommender
 from sasrec.model import SASRec, SASRecConfig
 from sasrec.readers import Columns
 from sasrec.synthetic import generate
-from sasrec.ui import state
-from sasrec.workspace import SAMPLE_NAME, Workspace
+from sasrec.workspace import SAMPLE_NAME
 from tests.browser import ROOT
+from tests.waiting import wait_until
 
 SMALL = dict(epochs=2, hidden=16, num_blocks=1, num_heads=1, maxlen=20, batch_size=32, threads=1, device="cpu")
-
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("SASREC_WORKSPACE", str(tmp_path / "workspace"))
-    state.workspace.clear()
-    ws = Workspace()
-    yield ws
-    for run in ws.runs():
-        if run.is_alive():
-            ws.stop_run(run)
-    state.workspace.clear()
-
-
-def wait_until(condition, timeout=120):
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 # 1. A name from a link never becomes a path
