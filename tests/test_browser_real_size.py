@@ -113,7 +113,7 @@ def test_a_real_sized_log_from_upload_to_demo(page, browser, app_server, tmp_pat
     wait_for_app(page)
     expect(page.locator(PROGRESS)).to_be_visible()
     wait_for_progress(page, above=before, timeout=120_000)
-    assert page.locator(".st-key-train_hidden input").input_value() == "16"
+    expect(page.locator(".st-key-train_hidden input")).to_have_value("16")
     assert page.locator(".st-key-train_epochs input").input_value() == "2"
 
     # Stop, then resume for one epoch in all

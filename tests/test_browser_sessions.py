@@ -49,6 +49,9 @@ def test_two_sessions_keep_their_own_history_form_and_selection(browser, app_ser
         # Alice's history and model are hers: Bob's run did not replace them.
         alice.reload()
         wait_for_app(alice)
+        # The chips come with the Playground's fragment, which may run after the page is idle
+        # once; a run training meanwhile (Bob's) slows that down.
+        expect(alice.locator(HISTORY_CHIPS)).to_have_count(len(alice_history), timeout=30_000)
         assert history(alice) == alice_history
         expect(alice.get_by_test_id("stSidebar").get_by_text("demo", exact=True)).to_be_visible()
         # Her training form holds the preset's values, not Bob's.
