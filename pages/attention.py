@@ -91,15 +91,7 @@ st.header("Across many users")
 if dataset is None:
     st.caption("These averages need the data the run was trained on.")
 else:
-    def aggregates(polling: bool) -> None:
-        """Computed in the background (caches.attention_aggregates): the page does not wait for them."""
-        found = caches.attention_aggregates(run, dataset)
-        if found is None:
-            st.caption(":material/hourglass_top: Averaging attention over 500 sampled validation users; the charts "
-                       "appear here when that is done.")
-            return
-        if polling:  # ready now: once more without polling
-            st.rerun()
+    def show_aggregates(found) -> None:
         by_distance, categories, num_users = found
         st.caption(f"Averaged over the validation histories of {num_users} sampled users.")
         distance_column, category_column = st.columns(2, gap="large")
@@ -116,8 +108,9 @@ else:
                 st.caption("Share of each category's attention that goes to each category (the paper's Figure 5).")
                 st.altair_chart(charts.category_heatmap(categories), key="att_categories")
 
-    polling = caches.attention_aggregates(run, dataset) is None
-    st.fragment(aggregates, key="att_aggregates", run_every=1.0 if polling else None)(polling)
+    widgets.when_ready("att_aggregates", lambda: caches.attention_aggregates(run, dataset),
+                       "Averaging attention over 500 sampled validation users; the charts appear here when that is "
+                       "done.", show_aggregates)
 
     st.subheader("Does attention point to the item that matters?")
     widgets.agreement_section(run, dataset)

@@ -3,9 +3,11 @@ import os
 import pandas as pd
 import pytest
 
+from sasrec import cli
 from sasrec.config import DataConfig, RunConfig, configs
 from sasrec.dataset import Preprocessing, build_dataset
 from sasrec.readers import Columns
+from sasrec.synthetic import generate
 from sasrec.ui import state
 from sasrec.workspace import Workspace
 from tests.browser import CHROMIUM, PAGES, TEST_OUTPUT, chromium, running_app
@@ -23,6 +25,26 @@ def workspace(tmp_path, monkeypatch):
         if run.is_alive() and run.status().get("pid") != os.getpid():
             ws.stop_run(run)
     state.workspace.clear()
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(tmp_path_factory):
+    """make(epochs, renamed_ids={}) -> a workspace folder with one finished run, "tiny", trained on a
+    small synthetic log (4 series, 40 films) for that many epochs, its item ids renamed as given."""
+
+    def make(epochs: int, renamed_ids: dict | None = None):
+        root = tmp_path_factory.mktemp("workspace")
+        data = tmp_path_factory.mktemp("data")
+        interactions, items = generate(seed=4, num_users=150, num_series=4, num_films=40, num_franchises=2)
+        for table in (interactions, items):
+            table["item_id"] = table["item_id"].replace(renamed_ids or {})
+        interactions.to_csv(data / "log.csv", index=False)
+        items.to_csv(data / "items.csv", index=False)
+        cli.main(["train", str(data / "log.csv"), "--items", str(data / "items.csv"), "--out", str(root / "runs" / "tiny"),
+                  "--name", "tiny", "--epochs", str(epochs), "--maxlen", "20", "--hidden", "16", "--threads", "1"])
+        return root
+
+    return make
 
 
 @pytest.fixture(scope="session")

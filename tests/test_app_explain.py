@@ -9,10 +9,9 @@ import time
 import pandas as pd
 import pytest
 
-from sasrec import cli, export, rundir
+from sasrec import export, rundir
 from sasrec.explain import removal_effects
 from sasrec.inference import Recommender
-from sasrec.synthetic import generate
 from sasrec.ui import charts
 from sasrec.workspace import DEMO_RUN
 from tests.test_app_explore import make_app, open_page, tables
@@ -21,18 +20,9 @@ ODD_IDS = {"f0001": 'f,0001;"x"', "f0002": "f|0002 [y]", "s001e0101": "s001,e010
 
 
 @pytest.fixture(scope="session")
-def workspace(tmp_path_factory):
-    """A workspace with one finished run, "tiny", trained for 4 epochs: snapshots after epochs 1, 2 and 4."""
-    root = tmp_path_factory.mktemp("explain-workspace")
-    data = tmp_path_factory.mktemp("explain-data")
-    interactions, items = generate(seed=4, num_users=150, num_series=4, num_films=40, num_franchises=2)
-    interactions["item_id"] = interactions["item_id"].replace(ODD_IDS)
-    items["item_id"] = items["item_id"].replace(ODD_IDS)
-    interactions.to_csv(data / "log.csv", index=False)
-    items.to_csv(data / "items.csv", index=False)
-    cli.main(["train", str(data / "log.csv"), "--items", str(data / "items.csv"), "--out", str(root / "runs" / "tiny"),
-              "--name", "tiny", "--epochs", "4", "--maxlen", "20", "--hidden", "16", "--threads", "1"])
-    return root
+def workspace(trained_workspace):
+    """A finished run, "tiny", trained for 4 epochs (snapshots after epochs 1, 2 and 4), with odd ids."""
+    return trained_workspace(4, ODD_IDS)
 
 
 def catalog(workspace) -> list[str]:

@@ -11,25 +11,17 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from sasrec import cli, rundir
+from sasrec import rundir
 from sasrec import workspace as workspace_module
-from sasrec.synthetic import generate
 from tests.browser import ROOT
 
 TIMEOUT = 120  # seconds per script run: the first one loads the model and the data
 
 
 @pytest.fixture(scope="session")
-def workspace(tmp_path_factory):
-    """A workspace with one finished run, "tiny", trained on a small synthetic log."""
-    root = tmp_path_factory.mktemp("explore-workspace")
-    data = tmp_path_factory.mktemp("explore-data")
-    interactions, items = generate(seed=4, num_users=150, num_series=4, num_films=40, num_franchises=2)
-    interactions.to_csv(data / "log.csv", index=False)
-    items.to_csv(data / "items.csv", index=False)
-    cli.main(["train", str(data / "log.csv"), "--items", str(data / "items.csv"), "--out", str(root / "runs" / "tiny"),
-              "--name", "tiny", "--epochs", "3", "--maxlen", "20", "--hidden", "16", "--threads", "1"])
-    return root
+def workspace(trained_workspace):
+    """A finished run, "tiny", trained for 3 epochs."""
+    return trained_workspace(3)
 
 
 def make_app(workspace, monkeypatch, run="tiny", **query) -> AppTest:

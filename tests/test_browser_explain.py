@@ -12,8 +12,6 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from sasrec import cli
-from sasrec.synthetic import generate
 from tests.browser import TEST_OUTPUT, running_app, wait_for_app
 from tests.test_browser_explore import add_from_search, changed, history_chips, predictions
 
@@ -21,15 +19,9 @@ SHOTS = TEST_OUTPUT / "explain"
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser-explain-workspace")
-    data = tmp_path_factory.mktemp("browser-explain-data")
-    interactions, items = generate(seed=4, num_users=150, num_series=4, num_films=40, num_franchises=2)
-    interactions.to_csv(data / "log.csv", index=False)
-    items.to_csv(data / "items.csv", index=False)
-    cli.main(["train", str(data / "log.csv"), "--items", str(data / "items.csv"), "--out", str(root / "runs" / "tiny"),
-              "--name", "tiny", "--epochs", "4", "--maxlen", "20", "--hidden", "16", "--threads", "1"])
-    return root
+def workspace(trained_workspace):
+    """A finished run, "tiny", trained for 4 epochs (snapshots after epochs 1, 2 and 4)."""
+    return trained_workspace(4)
 
 
 def why_line(tab) -> str:

@@ -438,23 +438,32 @@ def effects_table(model, history: list[str], key: str) -> None:
                 "replacement_rank_change": st.column_config.NumberColumn("replaced: rank", format="%+d")})
 
 
-def agreement_section(run: rundir.Run, dataset) -> None:
-    """How often attention points to the item whose removal matters most, over validation users.
-    Computed in the background (caches.attention_agreement); until then the section says so and
-    looks again every second."""
+def when_ready(key: str, compute, waiting: str, show) -> None:
+    """A section whose result is computed in the background: `compute()` is None until it is
+    ready. Until then the section says `waiting` and looks again every second; then it shows the
+    result with `show(result)` and stops polling."""
     def section(polling: bool) -> None:
-        agreement = caches.attention_agreement(run, dataset)
-        if agreement is None:
-            st.caption(":material/hourglass_top: Removing each item of 300 validation histories in turn; the "
-                       "figures appear here when that is done.")
+        found = compute()
+        if found is None:
+            st.caption(f":material/hourglass_top: {waiting}")
             return
         if polling:  # ready now: once more without polling
             st.rerun()
+        show(found)
+
+    polling = compute() is None
+    st.fragment(section, key=key, run_every=1.0 if polling else None)(polling)
+
+
+def agreement_section(run: rundir.Run, dataset) -> None:
+    """How often attention points to the item whose removal matters most, over validation users
+    (caches.attention_agreement, computed in the background)."""
+    def show(agreement: dict) -> None:
         st.caption(f"In each of {agreement['users']} validation histories, every item was removed in turn to find the "
                    "one whose removal lowers the top prediction's probability most. How often is it the item each "
                    "of these points to (for the run's current weights)?")
         for column, row in zip(st.columns(len(agreement["rates"])), charts.agreement_table(agreement).itertuples()):
             column.metric(row.signal, f"{row.agreement:.0%}")
 
-    polling = caches.attention_agreement(run, dataset) is None
-    st.fragment(section, key="att_agreement", run_every=1.0 if polling else None)(polling)
+    when_ready("att_agreement", lambda: caches.attention_agreement(run, dataset),
+               "Removing each item of 300 validation histories in turn; the figures appear here when that is done.", show)
