@@ -82,3 +82,22 @@ def wait_for_app(tab, timeout=60_000):
     tab.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']", timeout=timeout)
     tab.wait_for_timeout(300)  # a rerun triggered by the last interaction starts after a short debounce
     tab.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)
+
+
+def save_and_open_train(page, name: str, settings: dict, timeout=60_000) -> None:
+    """On the Data page with a log loaded: save it as dataset `name`, follow the link to the Train
+    page and fill the form with `settings` (widget key -> value)."""
+    from playwright.sync_api import expect
+
+    field = page.locator(".st-key-dataset_name input")
+    field.fill(name)
+    field.press("Enter")
+    wait_for_app(page)
+    page.locator(".st-key-save_dataset button").click()
+    wait_for_app(page, timeout=timeout)
+    expect(page.get_by_test_id("stAlert").filter(has_text=f"{name} is the active dataset")).to_be_visible()
+    page.get_by_role("link", name="Train a model on it").click()
+    wait_for_app(page)
+    expect(page.get_by_text(f"Dataset: {name}")).to_be_visible()
+    for key, value in settings.items():
+        page.locator(f".st-key-{key} input").fill(str(value))

@@ -174,15 +174,24 @@ def test_a_short_run_trains_in_the_background_and_finishes(workspace, tiny):
     assert summary["device"].startswith("CPU") and summary["best_valid_ndcg@10"] > 0, summary
 
 
-def test_stop_ends_a_run(workspace, tiny):
+def start_a_long_run(name: str | None = None) -> AppTest:
+    """The Train page on "tiny", with a small model that trains until stopped, started and past
+    its first steps."""
     at = open_page("pages/train.py", dataset="tiny")
     for key, value in SMALL.items():
         at.number_input(key=key).set_value(value)
     at.number_input(key="train_epochs").set_value(1000)
     at.number_input(key="train_patience").set_value(1000)  # no early stop before the Stop button
+    if name:
+        at.text_input(key="train_run_name").set_value(name)
     at.button(key="start_training").click().run()
-    name = at.session_state["run"]
     poll(at, lambda at: len(at.progress) and at.progress[0].value > 0)
+    return at
+
+
+def test_stop_ends_a_run(workspace, tiny):
+    at = start_a_long_run()
+    name = at.session_state["run"]
     at.button(key="stop_run").click().run()
     poll(at, lambda at: run_status(at, name) != "running")
     assert run_status(at, name) == "stopped", (workspace.run_summary(workspace.run(name)), errors(at))
@@ -295,14 +304,7 @@ def test_estimate_then_start(workspace, tiny):
 
 
 def test_a_stopped_run_resumes_from_the_page(workspace, tiny):
-    at = open_page("pages/train.py", dataset="tiny")
-    for key, value in SMALL.items():
-        at.number_input(key=key).set_value(value)
-    at.number_input(key="train_epochs").set_value(1000)
-    at.number_input(key="train_patience").set_value(1000)  # no early stop before the Stop button
-    at.text_input(key="train_run_name").set_value("again")
-    at.button(key="start_training").click().run()
-    poll(at, lambda at: len(at.progress) and at.progress[0].value > 0)
+    at = start_a_long_run("again")
     at.button(key="stop_run").click().run()
     poll(at, lambda at: run_status(at, "again") == "stopped")
     at.run()  # the live view above the runs table shows the end too (see test_a_short_run_trains_...)

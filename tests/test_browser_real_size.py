@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import wait_for_app
+from tests.browser import save_and_open_train, wait_for_app
 from tests.test_browser_train import PROGRESS, progress, wait_for_progress
 
 SETTINGS = {"train_hidden": 16, "train_num_blocks": 1, "train_num_heads": 1, "train_maxlen": 20, "train_epochs": 2,
@@ -62,20 +62,9 @@ def test_a_real_sized_log_from_upload_to_demo(page, browser, app_server, tmp_pat
     page.locator(".st-key-upload_log input[type=file]").set_input_files(log)
     wait_for_app(page, timeout=180_000)
     expect(page.get_by_text("A few sequences")).to_be_visible(timeout=120_000)
-    name = page.locator(".st-key-dataset_name input")
-    name.fill("reviews")
-    name.press("Enter")
-    wait_for_app(page)
-    page.locator(".st-key-save_dataset button").click()
-    wait_for_app(page, timeout=120_000)
-    expect(page.get_by_test_id("stAlert").filter(has_text="reviews is the active dataset")).to_be_visible()
+    save_and_open_train(page, "reviews", SETTINGS, timeout=120_000)
 
     # Estimate, then start
-    page.get_by_role("link", name="Train a model on it").click()
-    wait_for_app(page)
-    expect(page.get_by_text("Dataset: reviews")).to_be_visible()
-    for key, value in SETTINGS.items():
-        page.locator(f".st-key-{key} input").fill(str(value))
     page.locator(".st-key-train_run_name input").fill(RUN)
     page.get_by_role("button", name="Estimate the time").click()
     estimate = page.get_by_text("per epoch", exact=False).first

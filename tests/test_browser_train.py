@@ -4,7 +4,7 @@ it, and see the live progress go on through a reload."""
 from playwright.sync_api import expect
 
 from sasrec.synthetic import generate
-from tests.browser import wait_for_app
+from tests.browser import save_and_open_train, wait_for_app
 
 # Small enough to train in seconds, with steps small enough that an epoch lasts long enough to
 # reload the page in the middle of it.
@@ -44,19 +44,7 @@ def test_upload_map_save_train_and_reload(page, app_server, tmp_path):
     expect(page.get_by_text("Choose the item column")).to_be_visible()
     choose(page, "role_item", "show")
     expect(page.get_by_text("A few sequences")).to_be_visible()
-    name = page.locator(".st-key-dataset_name input")
-    name.fill("views")
-    name.press("Enter")
-    wait_for_app(page)
-    page.locator(".st-key-save_dataset button").click()
-    wait_for_app(page)
-    expect(page.get_by_test_id("stAlert").filter(has_text="views is the active dataset")).to_be_visible()
-
-    page.get_by_role("link", name="Train a model on it").click()
-    wait_for_app(page)
-    expect(page.get_by_text("Dataset: views")).to_be_visible()
-    for key, value in SETTINGS.items():
-        page.locator(f".st-key-{key} input").fill(str(value))
+    save_and_open_train(page, "views", SETTINGS)
     page.locator(".st-key-start_training button").click()
     wait_for_app(page)
     wait_for_progress(page, above=0, timeout=60_000)

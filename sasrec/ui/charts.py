@@ -231,23 +231,6 @@ def model_view(table: pd.DataFrame, focus: int | None) -> alt.FacetChart:
         spacing=8)
 
 
-def focus_bars(focus_table: pd.DataFrame, shown: pd.DataFrame, focus: int | None) -> alt.FacetChart:
-    """The last position's attention per layer, and the rollout, over the history items.
-    Bars are selectable (selection "item", field position)."""
-    data, labels = _labelled(focus_table, shown, "position")
-    views = list(dict.fromkeys(focus_table["view"]))
-    return alt.Chart(data).mark_bar().encode(
-        y=alt.Y("position_label:O", sort=labels, title=None, axis=alt.Axis(labelLimit=190, labelOverlap=False)),
-        x=alt.X("weight:Q", title=None, axis=alt.Axis(format=".0%", tickCount=3)),
-        color=alt.condition(_in_focus(focus, "position"), alt.value(HIGHLIGHT), alt.value(ACCENT)),
-        tooltip=[alt.Tooltip("title:N"), alt.Tooltip("position:Q"), alt.Tooltip("view:N"),
-                 alt.Tooltip("weight:Q", format=".1%")],
-    ).properties(width=120, height=max(120, 17 * len(shown))).add_params(
-        alt.selection_point(name="item", fields=["position"])
-    ).facet(column=alt.Column("view:N", sort=views, title=None, header=alt.Header(labelFontSize=13))).resolve_scale(
-        x="independent")
-
-
 def distance_chart(by_distance: pd.DataFrame, max_distance: int = 40) -> alt.LayerChart:
     near = by_distance[by_distance["distance"] <= max_distance]
     layers = near.assign(series="Layer " + near["layer"].astype(str))
