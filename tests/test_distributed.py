@@ -23,7 +23,7 @@ def log(tmp_path_factory):
 
 
 def train(*args, processes: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] if processes > 1
                 else [sys.executable])
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     return subprocess.run([*launcher, "-m", "sasrec", "train", *map(str, args)], cwd=ROOT, capture_output=True,
