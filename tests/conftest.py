@@ -3,7 +3,7 @@ import os
 import pandas as pd
 import pytest
 
-from sasrec import cli
+from sasrec import cli, training_queue
 from sasrec.config import DataConfig, RunConfig, configs
 from sasrec.dataset import Preprocessing, build_dataset
 from sasrec.readers import Columns
@@ -18,13 +18,15 @@ def workspace(tmp_path, monkeypatch):
     """An empty workspace, the one the app's pages see too. Runs are separate processes: any a
     failed test left running are stopped (a resume inside the test process is not one of them)."""
     monkeypatch.setenv("SASREC_WORKSPACE", str(tmp_path / "workspace"))
-    state.workspace.clear()
+    state.shared_workspace.clear()
     ws = Workspace()
     yield ws
+    for run, _ in training_queue.waiting(ws):  # so that the queue's runner ends
+        ws.cancel_run(run)
     for run in ws.runs():
         if run.is_alive() and run.status().get("pid") != os.getpid():
             ws.stop_run(run)
-    state.workspace.clear()
+    state.shared_workspace.clear()
 
 
 @pytest.fixture(scope="session")
