@@ -177,31 +177,55 @@ def summary(ws) -> list[dict]:
 
 
 def ensure_runner(root: Path) -> None:
-    """Start the runner unless one holds its lock. Two that start at once settle it between them: the
-    second finds the lock taken and exits."""
+    """Start the runner unless one holds its lock. The lock is taken here and handed to the runner's
+    process with the open file, so that there is no moment, while it starts (seconds, to import
+    torch), in which a second look would find no runner and start another."""
+    from .workspace import REPO, TRAINING_NICE  # the workspace imports this module
+
     with open(Path(root) / RUNNER_LOCK, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return  # alive
-    from .workspace import REPO, TRAINING_NICE  # the workspace imports this module
+        argv = [sys.executable, "-m", "sasrec.training_queue", str(Path(root).resolve()), str(handle.fileno())]
+        with open(Path(root) / RUNNER_LOG, "ab") as log:
+            runner = subprocess.Popen(["nice", "-n", str(TRAINING_NICE), *argv] if shutil.which("nice") else argv,
+                                      cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True, pass_fds=(handle.fileno(),))
+        handle.truncate(0)
+        handle.write(f"{runner.pid}\n")  # who holds it, for whoever looks
+    # Closing this copy leaves the lock with the runner's: a flock belongs to the open file, shared by both.
 
-    argv = [sys.executable, "-m", "sasrec.training_queue", str(Path(root).resolve())]
-    with open(Path(root) / RUNNER_LOG, "ab") as log:
-        subprocess.Popen(["nice", "-n", str(TRAINING_NICE), *argv] if shutil.which("nice") else argv, cwd=REPO,
-                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+def runner_pid(root: Path) -> int | None:
+    """The runner's process id while one holds its lock, else None."""
+    with open(Path(root) / RUNNER_LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            text = handle.read().strip()
+            return int(text) if text.isdigit() else None
+    return None
 
 
-def run_runner(root: Path) -> None:
-    """The runner: start waiting runs as slots free, until none waits."""
+def run_runner(root: Path, held: int | None = None) -> None:
+    """The runner: start waiting runs as slots free, until none waits. held: the file descriptor of
+    the runner's lock, taken by ensure_runner; without it (started by hand) it takes the lock itself."""
     from .access import ANONYMOUS
     from .workspace import Workspace
 
-    handle = open(Path(root) / RUNNER_LOCK, "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return  # another runner has the queue
+    if held is None:
+        handle = open(Path(root) / RUNNER_LOCK, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another runner has the queue
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+    else:
+        handle = os.fdopen(held, "a")
     ws = Workspace(root, user=ANONYMOUS)  # it starts what editors queued, and changes nothing else
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} runner {os.getpid()} started", flush=True)
     while True:
@@ -218,4 +242,4 @@ def run_runner(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    run_runner(Path(sys.argv[1]))
+    run_runner(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)
