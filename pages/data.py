@@ -6,13 +6,13 @@ import streamlit as st
 
 from sasrec.dataset import Preprocessing
 from sasrec.readers import DELIMITER_NAMES, FORMATS_HINT, Columns, RawLog, guess_roles
-from sasrec.ui import caches, charts, state, widgets
+from sasrec.ui import caches, charts, signin, state, widgets
 from sasrec.workspace import AS_SAVED, SAMPLE_NAME
 
 widgets.page_setup()
 
 ws = state.workspace()
-editor = state.user().can_edit  # a viewer sees the datasets and their statistics, and cannot upload, save or delete
+editor = signin.acting_user().can_edit  # a viewer sees the datasets and their statistics, and cannot upload, save or delete
 # What the user set for one file: forgotten when another file is chosen; the roles also when it is read otherwise.
 FILE_KEYS = ("read_delimiter", "read_header", "dataset_name")
 ROLE_KEYS = ("role_user", "role_item", "role_timestamp", "role_rating")

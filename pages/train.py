@@ -4,13 +4,13 @@ import streamlit as st
 
 from sasrec.config import RunConfig, configs
 from sasrec.rundir import CHECKPOINT, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING, STOPPED
-from sasrec.ui import charts, state, widgets
+from sasrec.ui import charts, signin, state, widgets
 
 widgets.page_setup()
 
 ws = state.workspace()
 dataset = state.active_dataset()
-editor = state.user().can_edit  # a viewer sees the runs and their curves, and no control that changes them
+editor = signin.acting_user().can_edit  # a viewer sees the runs and their curves, and no control that changes them
 
 
 def forget_delete() -> None:
@@ -43,7 +43,7 @@ def live_view(run) -> None:
     process is not ours: the page only reads its files, so a reload or a second tab sees the
     same run."""
     def phase():  # and whether the user may still change it: a sign-in that expires redraws the page
-        return run.state(), bool(run.progress()), state.user().can_edit
+        return run.state(), bool(run.progress()), signin.acting_user().can_edit
 
     first_phase = phase()
 
@@ -270,7 +270,7 @@ if queue:
     st.caption("Runs waiting for a free training slot on their device, first come first; each starts by itself. "
                "The estimated start adds up what the runs ahead have left and will take.")
 
-if editor:
+if editor and signin.mode() == signin.SIGN_IN:  # who did what matters where several people sign in
     st.subheader("Audit log")
     entries = ws.audit_log(20)
     if entries:

@@ -39,7 +39,7 @@ class AccessDenied(RunError):
 
 
 def refusal(user: User, action: str) -> AccessDenied:
-    who = "You are not signed in" if user == ANONYMOUS else f"{user.name} is a viewer"
+    who = "You are not signed in as an editor" if user == ANONYMOUS else f"{user.name} is a viewer"
     return AccessDenied(f"{who}: only an editor can {ACTIONS.get(action, action)}. Nothing was changed.")
 
 

@@ -96,7 +96,7 @@ class Workspace:
             (self.root / folder).mkdir(parents=True, exist_ok=True)
 
     def acting_as(self, user: access.User | Callable[[], access.User]) -> "Workspace":
-        """The same workspace, changed for another user."""
+        """The same workspace, acting for another user."""
         other = copy.copy(self)
         other._user = user
         return other

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -27,6 +29,15 @@ def workspace(tmp_path, monkeypatch):
         if run.is_alive() and run.status().get("pid") != os.getpid():
             ws.stop_run(run)
     state.shared_workspace.clear()
+
+
+@pytest.fixture
+def sleeper():
+    """A process that stands for a training run's trainer (its pid and start time make a live run)."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process
+    process.kill()
+    process.wait()
 
 
 @pytest.fixture(scope="session")

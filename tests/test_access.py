@@ -5,8 +5,6 @@ audit log; the roles come from the sign-in's claims; an expired sign-in counts a
 import calendar
 import hashlib
 import json
-import subprocess
-import sys
 import time
 
 import pytest
@@ -59,15 +57,6 @@ def fake_run(ws, name: str, state: str, process=None, checkpoint=False) -> rundi
     if checkpoint:
         (path / rundir.CHECKPOINT).write_bytes(b"weights")
     return rundir.Run(path)
-
-
-@pytest.fixture
-def sleeper():
-    """A process that stands for a training run's trainer."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    yield process
-    process.kill()
-    process.wait()
 
 
 @pytest.fixture

@@ -45,15 +45,6 @@ def tiny(workspace):
     return workspace.save_dataset(dataset, "tiny", {"source": "tiny"})
 
 
-@pytest.fixture
-def sleeper():
-    """A process that stands for a trainer."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    yield process
-    process.kill()
-    process.wait()
-
-
 def holding_a_slot(ws, name: str, process, device="cpu") -> rundir.Run:
     """A run, as the command line leaves it, whose trainer is `process`."""
     path = ws.root / "runs" / name

@@ -33,11 +33,6 @@ def workspace() -> Workspace:
     """The workspace, acting for this session's user as they are when each change is made."""
     return shared_workspace().acting_as(signin.acting_user)
 
-
-def user() -> access.User:
-    return signin.acting_user()
-
-
 def _shared(key: str, default):
     """A value shared by all pages: session state first, then the URL, then the default."""
     if key not in st.session_state:
