@@ -173,11 +173,13 @@ def test_four_starts_at_the_same_moment_never_train_two_at_once(workspace, tiny)
 
 STARTER = textwrap.dedent("""
     import sys, time
+    from pathlib import Path
     from sasrec.config import RunConfig, configs
     from sasrec.workspace import Workspace
-    root, name, at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    root, name, ready = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     ws = Workspace(root)
-    while time.time() < at:
+    (ready / name).touch()  # a barrier: both start the moment both are ready
+    while len(list(ready.iterdir())) < 2:
         time.sleep(0.001)
     run = ws.start_run("tiny", name, RunConfig(*configs("auto", epochs=1000, patience=1000, hidden=8, maxlen=10,
                                                         threads=1, device="cpu"), data=None))
@@ -185,13 +187,14 @@ STARTER = textwrap.dedent("""
 """)
 
 
-def test_two_servers_queue_at_once_and_a_killed_runner_comes_back(workspace, tiny, sleeper):
+def test_two_servers_queue_at_once_and_a_killed_runner_comes_back(workspace, tiny, sleeper, tmp_path):
     """Two processes (two servers on one workspace) start runs at the same instant while the slot is
     taken: two places. The queue's runner is killed (as by a reboot); the next look at the queue
     starts another, which starts the first in line when the slot frees."""
     holding_a_slot(workspace, "held", sleeper)
-    at = time.time() + 12  # both have imported torch by then, even on a busy machine
-    starters = [subprocess.Popen([sys.executable, "-c", STARTER, str(workspace.root), name, str(at)], cwd=REPO,
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    starters = [subprocess.Popen([sys.executable, "-c", STARTER, str(workspace.root), name, str(ready)], cwd=REPO,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for name in ("from-a", "from-b")]
     outputs = [starter.communicate(timeout=120) for starter in starters]
