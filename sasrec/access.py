@@ -8,8 +8,10 @@ modes, is sasrec/ui/signin.py's business; the rules here need no Streamlit.
 """
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from . import audit
 from .rundir import RunError
 
 EDITOR, VIEWER = "editor", "viewer"
@@ -38,9 +40,24 @@ class AccessDenied(RunError):
     """A viewer asked for a change only an editor may make; nothing was changed."""
 
 
-def refusal(user: User, action: str) -> AccessDenied:
-    who = "You are not signed in as an editor" if user == ANONYMOUS else f"{user.name} is a viewer"
-    return AccessDenied(f"{who}: only an editor can {ACTIONS.get(action, action)}. Nothing was changed.")
+def allowed(root, user: User, action: str, **target) -> User:
+    """The user, if an editor. A viewer's attempt is written to the workspace's audit log and
+    refused with AccessDenied."""
+    if not user.can_edit:
+        audit.record(root, user.name, "denied", action=action, **target)
+        who = "You are not signed in as an editor" if user == ANONYMOUS else f"{user.name} is a viewer"
+        raise AccessDenied(f"{who}: only an editor can {ACTIONS.get(action, action)}. Nothing was changed.")
+    return user
+
+
+@contextmanager
+def change(root, user: User, action: str, **target):
+    """A change of the workspace at `root` for `user`: refused before anything changes unless they
+    are an editor (allowed), written to the audit log once done. The body may add to the yielded
+    `target` what the log should say; a change that raises is not logged."""
+    allowed(root, user, action, **target)
+    yield target
+    audit.record(root, user.name, action, **target)
 
 
 def role_of(claims: dict, settings: dict) -> str:

@@ -32,7 +32,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -105,21 +104,8 @@ class Workspace:
     def user(self) -> access.User:
         return self._user() if callable(self._user) else self._user
 
-    def _allowed(self, action: str, **target) -> access.User:
-        """The user, if an editor; for a viewer, the refusal is audited and raised as AccessDenied."""
-        user = self.user
-        if not user.can_edit:
-            audit.record(self.root, user.name, "denied", action=action, **target)
-            raise access.refusal(user, action)
-        return user
-
-    @contextmanager
     def _change(self, action: str, **target):
-        """Make a change for the user: refused before anything changes unless they are an editor,
-        audited once done. The body may add to `target` what the log should say."""
-        user = self._allowed(action, **target)
-        yield target
-        audit.record(self.root, user.name, action, **target)
+        return access.change(self.root, self.user, action, **target)
 
     # Uploads and datasets
 
@@ -342,7 +328,7 @@ class Workspace:
         own with the threads and priority a run gets: seconds per epoch and in total, and faster
         settings with their estimate when the run would be long. RunError if it cannot. An editor's
         tool: it takes the cores a run would."""
-        self._allowed("estimate", dataset=str(dataset_name)[:80])
+        access.allowed(self.root, self.user, "estimate", dataset=str(dataset_name)[:80])
         check_devices(config)
         config = replace(config, data=self.data_config(dataset_name))
         argv = [sys.executable, "-m", "sasrec.estimate", "--config", "-", "--faster"]
@@ -398,7 +384,7 @@ class Workspace:
 
     def audit_log(self, count: int = 20) -> list[dict]:
         """The latest entries of the audit log, newest first: for editors, as it names who did what."""
-        self._allowed("audit")
+        access.allowed(self.root, self.user, "audit")
         return audit.last(self.root, count)
 
     def delete_run(self, run: rundir.Run, wait: float = STOP_WAIT_SECONDS) -> None:
