@@ -85,8 +85,10 @@ def run_config():
 
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
-    """Base URL of a running app whose workspace is a fresh temporary folder."""
-    with running_app(tmp_path_factory.mktemp("workspace")) as url:
+    """Base URL of a running app whose workspace is a fresh temporary folder. The browser tests share
+    it and some leave a run training: with slots for several runs at once, none waits for another
+    test's run (the queue has tests of its own, each with its own server)."""
+    with running_app(tmp_path_factory.mktemp("workspace"), env={"SASREC_TRAINING_SLOTS": "8"}) as url:
         yield url
 
 

@@ -65,14 +65,6 @@ def test_two_sessions_keep_their_own_history_form_and_selection(browser, app_ser
         wait_for_app(bob)
         assert history(bob) == []
         expect(bob.get_by_test_id("stSidebar").get_by_text("bobs-run", exact=True)).to_be_visible()
-
-        # Bob stops his run: it would hold the training slot, and the next test's run would wait for it.
-        go(bob, f"{app_server}/train?run=bobs-run", "Train")
-        stop = bob.locator(".st-key-stop_run button")
-        if stop.count():
-            stop.first.click()
-        expect(bob.get_by_test_id("stMain").locator(".stMarkdownBadge", has_text="running")).to_have_count(
-            0, timeout=60_000)
     finally:
         alice_context.close()
         bob_context.close()
