@@ -3,13 +3,14 @@
 import streamlit as st
 
 from sasrec.config import RunConfig, configs
-from sasrec.rundir import CHECKPOINT, FAILED, FINISHED, INTERRUPTED, RUNNING, STOPPED
-from sasrec.ui import charts, state, widgets
+from sasrec.rundir import CHECKPOINT, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING, STOPPED
+from sasrec.ui import charts, signin, state, widgets
 
 widgets.page_setup()
 
 ws = state.workspace()
 dataset = state.active_dataset()
+editor = signin.acting_user().can_edit  # a viewer sees the runs and their curves, and no control that changes them
 
 
 def forget_delete() -> None:
@@ -41,12 +42,12 @@ def live_view(run) -> None:
     """The run as its directory tells it; polled every second while it trains. The training
     process is not ours: the page only reads its files, so a reload or a second tab sees the
     same run."""
-    def phase():
-        return run.state(), bool(run.progress())
+    def phase():  # and whether the user may still change it: a sign-in that expires redraws the page
+        return run.state(), bool(run.progress()), signin.acting_user().can_edit
 
     first_phase = phase()
 
-    @st.fragment(run_every=1.0 if first_phase[0] == RUNNING else None)
+    @st.fragment(run_every=1.0 if first_phase[0] in (RUNNING, QUEUED) else None)
     def view():
         if phase() != first_phase:  # started training, or ended: refresh the sidebar and the runs table too
             st.rerun()
@@ -55,6 +56,8 @@ def live_view(run) -> None:
         st.badge(run_state, color=charts.STATE_COLORS.get(run_state, "gray"))
         if run_state == RUNNING and run.stop_requested():
             st.caption("Stopping after the current step…")
+        elif run_state == QUEUED:
+            queued_view(run)
         elif run_state not in (FAILED, INTERRUPTED):
             st.caption(summary["message"])
 
@@ -77,10 +80,10 @@ def live_view(run) -> None:
                 cells[2].metric("Test NDCG@10", f"{summary['test_ndcg@10']:.4f}")
                 cells[3].metric("Test HR@10", f"{summary['test_hr@10']:.4f}")
 
-        if run_state == RUNNING and not run.stop_requested():
-            st.button("Stop", key="stop_run", icon=":material/stop_circle:", on_click=ws.stop_run, args=(run,),
-                      help="Ends the run after the current step; the best checkpoint so far stays usable.")
-        if run_state in (STOPPED, INTERRUPTED) and not ws.is_builtin(run):
+        if run_state == RUNNING and not run.stop_requested() and editor:
+            st.button("Stop", key="stop_run", icon=":material/stop_circle:", on_click=widgets.guarded(ws.stop_run),
+                      args=(run,), help="Ends the run after the current step; the best checkpoint so far stays usable.")
+        if run_state in (STOPPED, INTERRUPTED) and not ws.is_builtin(run) and editor:
             resume_form(run, progress)
         if run_state == FAILED:
             st.error(summary["message"], icon=":material/error:")
@@ -102,6 +105,21 @@ def live_view(run) -> None:
                 right.caption("NDCG@10 and HR@10 on the validation split appear after the first epoch.")
 
     view()
+
+
+def queued_view(run) -> None:
+    """A run waiting for a training slot: its place, when it should start, and (for an editor) Cancel."""
+    entry = next((e for e in ws.queue() if e["name"] == run.name), None)
+    if entry is None:  # started, or cancelled, since the page looked
+        return
+    st.markdown(f"**Number {entry['place']} in the queue** for {charts.device_label(entry['device'])}: it "
+                f"{charts.queue_start(entry['starts_in'])}.")
+    st.caption(f"At most {entry['slots']} run{'s' * (entry['slots'] > 1)} train at once on each device. This one starts "
+               f"by itself when a slot frees, whether or not a page is open. Queued by {entry['user']}.")
+    if editor:
+        st.button("Cancel", key="cancel_queued", icon=":material/cancel:", on_click=widgets.guarded(ws.cancel_run),
+                  args=(run,), help="Takes it out of the queue" + ("; it stays as it was." if entry["resume"]
+                                                                   else " and removes it: it has not trained."))
 
 
 def resume_form(run, progress: dict) -> None:
@@ -159,11 +177,7 @@ def select_run(key: str, names: list[str]) -> None:
         state.set_active_run(names[rows[0]])
 
 
-st.title("Train")
-form_column, live_column = st.columns([1, 2], gap="large")
-
-with form_column:
-    st.subheader("New run")
+def new_run_form() -> None:
     st.markdown(f"Dataset: **{dataset.name}**")
     st.page_link("pages/data.py", label="Choose another on the Data page", icon=":material/table_view:")
     state.restore_train_form(state.active_run())
@@ -203,6 +217,18 @@ with form_column:
     elif not start:
         st.caption("Estimate the time first: a few timed steps say how long an epoch and the whole run take here.")
 
+
+st.title("Train")
+form_column, live_column = st.columns([1, 2], gap="large")
+
+with form_column:
+    st.subheader("New run")
+    if editor:
+        new_run_form()
+    else:
+        st.info("You are a viewer here: you can watch the runs and their curves, and pick the model the other pages "
+                "show. Starting, stopping and deleting runs is for editors.", icon=":material/visibility:")
+
 with live_column:
     run = state.active_run()
     if run is None:
@@ -212,10 +238,11 @@ with live_column:
     else:
         title, delete = st.columns([4, 1], vertical_alignment="bottom")
         title.subheader(run.name)
-        delete.button("Delete…", key="delete_run", icon=":material/delete:", disabled=ws.is_builtin(run),
-                      on_click=st.session_state.update, kwargs={"deleting": run.name},
-                      help="The bundled demo model cannot be deleted." if ws.is_builtin(run) else None)
-        if st.session_state.get("deleting") == run.name:
+        if editor:
+            delete.button("Delete…", key="delete_run", icon=":material/delete:", disabled=ws.is_builtin(run),
+                          on_click=st.session_state.update, kwargs={"deleting": run.name},
+                          help="The bundled demo model cannot be deleted." if ws.is_builtin(run) else None)
+        if editor and st.session_state.get("deleting") == run.name:
             confirm_delete(run)
         live_view(run)
 
@@ -235,3 +262,20 @@ else:
                  selection_default={"selection": {"rows": [names.index(active_name)]}} if active_name in names
                  else None)
     st.caption("Select a run to make it the active model: the Playground, Attention and Evaluate pages use it.")
+
+queue = ws.queue()
+if queue:
+    st.subheader("Queue")
+    st.dataframe(charts.queue_table(queue), hide_index=True)
+    st.caption("Runs waiting for a free training slot on their device, first come first; each starts by itself. "
+               "The estimated start adds up what the runs ahead have left and will take.")
+
+if editor and signin.mode() == signin.SIGN_IN:  # who did what matters where several people sign in
+    st.subheader("Audit log")
+    entries = ws.audit_log(20)
+    if entries:
+        st.dataframe(charts.audit_table(entries), hide_index=True)
+        st.caption(f"The latest changes to this workspace and refused attempts, newest first; all of them are in "
+                   f"{ws.root.name}/audit.jsonl.")
+    else:
+        st.caption("No change to this workspace has been made from the app yet.")

@@ -2,6 +2,7 @@
 
     config.json          the run's RunConfig (config.py), with what was chosen and the dataset's shape
     launch.json          written once by whoever started the process (the app): its pid and start time
+    queued.json          while the run waits for a training slot (training_queue.py): when, by whom, its place
     status.json          {"state": running|finished|stopped|failed, "message": ...}; only the trainer writes it
     progress.json        the latest step: epoch, step, ETA, a thinned loss curve
     metrics.jsonl        one JSON object per epoch
@@ -35,6 +36,8 @@ from .files import atomic_write
 
 RUNNING, FINISHED, STOPPED, FAILED = "running", "finished", "stopped", "failed"
 INTERRUPTED = "interrupted"  # the status says running, but its process has gone
+QUEUED = "queued"  # waiting for a training slot: nothing runs for it yet
+QUEUE_FILE = "queued.json"
 CHECKPOINT = "checkpoint.safetensors"
 OUTPUTS = ("STOP", "best.safetensors", "last.safetensors", CHECKPOINT, "metrics.jsonl", "progress.json",
            "test_metrics.json")
@@ -214,6 +217,9 @@ class Run:
         return read_json(self.path / "launch.json", {}) or {}
 
     def status(self) -> dict:
+        queued = read_json(self.path / QUEUE_FILE)
+        if isinstance(queued, dict):
+            return {"state": QUEUED, "message": "waiting for a free training slot", **queued}
         status = read_json(self.path / "status.json")
         launch = self.launch()
         # A launch after the trainer's last word (a resumed run) is a process that has not written yet.

@@ -17,7 +17,8 @@ from ..export import Section
 from ..inference import rank_changes
 from ..rundir import INTERRUPTED
 
-STATE_COLORS = {"running": "blue", "finished": "green", "stopped": "orange", "failed": "red", INTERRUPTED: "gray"}
+STATE_COLORS = {"running": "blue", "finished": "green", "stopped": "orange", "failed": "red", INTERRUPTED: "gray",
+                "queued": "violet"}
 
 
 def report_table(report: list[dict]) -> pd.DataFrame:
@@ -133,6 +134,40 @@ def validation_chart(metrics: list[dict]) -> alt.Chart:
         alt.Color("metric:N", legend=alt.Legend(orient="bottom", title=None)),  # below: never over the lines
         tooltip=["epoch:Q", "metric:N", alt.Tooltip("value:Q", format=".4f")],
     ).properties(height=240)
+
+
+def device_label(device: str) -> str:
+    """'the CPU', 'GPU 1', 'Apple's GPU'."""
+    if device.startswith("cuda"):
+        return f"GPU {device.partition(':')[2] or 0}"
+    return {"cpu": "the CPU", "mps": "Apple's GPU"}.get(device, device)
+
+
+def queue_start(seconds: float | None) -> str:
+    """When a queued run should start: 'starts in about 4 min (14:05)'."""
+    if seconds is None:
+        return "starts when a run ahead of it ends (there is no time estimate for it)"
+    if seconds < 5:
+        return "starts in a moment"
+    return f"starts in {about(seconds)} ({time.strftime('%H:%M', time.localtime(time.time() + seconds))})"
+
+
+def queue_table(queue: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"place": entry["place"], "run": entry["name"], "device": device_label(entry["device"]),
+                          "queued by": entry["user"], "queued": when(entry["queued"]),
+                          "starts": queue_start(entry["starts_in"]).removeprefix("starts ")} for entry in queue])
+
+
+def audit_table(entries: list[dict]) -> pd.DataFrame:
+    """The audit log's entries as a table: when (UTC, as logged), who, what, which, and the rest."""
+    rows = []
+    for entry in entries:
+        rest = {k: v for k, v in entry.items() if k not in ("when", "who", "what", "action", "dataset", "run")}
+        rows.append({"when": str(entry.get("when", "?")).replace("T", " ").replace("Z", " UTC"), "who": entry.get("who"),
+                     "what": f"refused: {entry.get('action')}" if entry.get("what") == "denied" else entry.get("what"),
+                     "dataset": entry.get("dataset"), "run": entry.get("run"),
+                     "details": ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rest.items())})
+    return pd.DataFrame(rows, columns=["when", "who", "what", "dataset", "run", "details"])
 
 
 def runs_table(summaries: list[dict]) -> pd.DataFrame:

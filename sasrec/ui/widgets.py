@@ -17,7 +17,7 @@ from ..explain import removal_effects
 from ..export import render_html
 from ..readers import DataError
 from ..workspace import REPO, devices
-from . import caches, charts, state
+from . import caches, charts, signin, state
 
 
 def page_setup() -> None:
@@ -37,8 +37,11 @@ def page_setup() -> None:
 
 
 def sidebar() -> None:
-    """The active dataset and model, on every page."""
+    """The active dataset and model, and who is signed in, on every page."""
     with st.sidebar:
+        if signin.current_user() is None:  # nothing to show before signing in
+            return
+        signin.account()
         st.caption("Active dataset")
         st.markdown(f"**{state.active_dataset_name()}**")
         st.caption("Active model")
@@ -66,6 +69,18 @@ def error(err: Exception | str) -> None:
 
 # Errors a user can act on: pages show their message, never a traceback.
 USER_ERRORS = (DataError, rundir.RunError, OSError)
+
+
+def guarded(action):
+    """A widget callback that changes the workspace: its error (a viewer's refusal, say, when the
+    page was drawn before a sign-in expired) is a message at the top of the page, not a traceback."""
+    def callback(*args, **kwargs):
+        try:
+            action(*args, **kwargs)
+        except USER_ERRORS as err:
+            error(err)
+
+    return callback
 
 
 PRESET_LABELS = {"auto": "Auto (chosen from the data)", "sasrec+": "SASRec+ (cross-entropy, maxlen 200)",
