@@ -6,6 +6,7 @@ and exit with status 2; a traceback means a bug.
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from .evaluate import metrics_table
 from .inference import Recommender
 from .readers import Columns, DataError
 from .report import evaluate_run
+from .schedule import duration
 from .train import resolve_device, train
 
 RESUME_SETTINGS = ("epochs", "patience", "device", "threads")  # what a resumed run may change
@@ -122,7 +124,8 @@ def cmd_train(args):
                 if dist.is_main:
                     print(f"{setting} = {why}", flush=True)
         config = replace(config, data=config.data.relative_to(out))
-        result = train(dataset, config, out, on_progress=progress, resume=resume, dist=dist)
+        result = train(dataset, config, out, on_progress=progress, resume=resume, dist=dist,
+                       started=rundir.process_identity()["process_started"])
     except torch.OutOfMemoryError as err:
         message = (f"out of memory on {config.train.device}: try a smaller --batch-size or --maxlen, or "
                    f"--loss sampled-ce ({str(err).splitlines()[0][:200]})")
@@ -164,7 +167,9 @@ class ProgressPrinter:
         self.interactive = sys.stderr.isatty()
 
     def __call__(self, event):
-        if event["kind"] == "epoch":
+        if event["kind"] == "plan":
+            print(plan_line(event), flush=True)
+        elif event["kind"] == "epoch":
             line = f"epoch {event['epoch']}: loss {event['loss']:.4f}, {event['examples_per_second']:,.0f} positions/s"
             if "valid_ndcg@10" in event:
                 line += f", valid NDCG@10 {event['valid_ndcg@10']:.4f} HR@10 {event['valid_hr@10']:.4f}"
@@ -175,13 +180,26 @@ class ProgressPrinter:
         elif self.interactive:
             if self.bar is None:
                 from tqdm import tqdm
-                self.bar = tqdm(total=event["epochs"] * event["steps_per_epoch"], unit="step", dynamic_ncols=True)
-            self.bar.set_description(f"epoch {event['epoch']}/{event['epochs']}")
+                self.bar = tqdm(total=event["end_step"], unit="step", dynamic_ncols=True)
+            self.bar.total = event["end_step"]  # the plan may change with the measured pace
+            self.bar.set_description(f"epoch {event['epoch']}/{math.ceil(event['planned_epochs'])}")
             self.bar.update(event["global_step"] - self.bar.n)
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def plan_line(plan: dict) -> str:
+    """What the first timed steps say about the run's length."""
+    epoch = duration(plan["epoch_seconds"])
+    if plan["ends_by_budget"]:
+        return (f"plan: about {plan['epochs']:.0f} epochs of {epoch} fit in the time budget of "
+                f"{duration(plan['budget_seconds'])}, with the final evaluation; the learning rate decays to zero "
+                "at the end")
+    return (f"plan: {plan['epoch_limit']} epochs of about {epoch} and the final evaluation take up to "
+            f"{duration(plan['seconds_left'])}; early stopping usually ends a run sooner (set a limit with "
+            "--time-budget, e.g. 10m)")
 
 
 def cmd_evaluate(args):

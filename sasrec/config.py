@@ -14,6 +14,7 @@ from . import rundir
 from .dataset import Preprocessing
 from .model import SASRecConfig
 from .readers import Columns
+from .schedule import parse_minutes
 from .settings import setting
 
 LOSSES = ("ce", "bce", "sampled-ce")
@@ -27,6 +28,11 @@ class TrainConfig:
     num_negatives: int | None = setting(None, "shared negatives per batch for sampled-ce (default: from the catalog)",
                                         flag="num_negatives", type=int)
     epochs: int = setting(200, "most epochs to train", label="Epochs", form=True, low=1, high=10_000)
+    time_budget: float | None = setting(None, "train for at most this long, e.g. 90s, 10m or 1h, the final test "
+                                              "evaluation included; the learning rate decays to zero at the end "
+                                              "(default: no limit but the epochs and early stopping)",
+                                        flag="time_budget", label="Time budget (minutes)", form=True, low=0.5,
+                                        high=7 * 24 * 60, step=1.0, type=float, parse=parse_minutes)
     patience: int | None = setting(None, "validations without improvement before stopping (default: from the "
                                          "number of validation users)", label="Patience", form=True, low=1,
                                    high=1_000, type=int)
@@ -48,6 +54,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss is not None and self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ValueError(f"a time budget must be positive, not {self.time_budget} minutes")
 
 
 SECTIONS = {"model": SASRecConfig, "train": TrainConfig}
@@ -177,8 +185,19 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
         meta = f.metadata
         kind = meta["type"] or type(f.default)
         default = "" if f.default is None else f" (default: {f.default})"
-        parser.add_argument(flag_name(f), dest=f.name, type=kind, choices=meta["choices"],
+        parser.add_argument(flag_name(f), dest=f.name, type=_argument_type(meta["parse"]) if meta["parse"] else kind,
+                            choices=meta["choices"],
                             help=meta["help"] + default)
+
+
+def _argument_type(parse):
+    """A parse function as an argparse type: its ValueError's message is what the user sees."""
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from err
+    return convert
 
 
 def given_settings(args: argparse.Namespace) -> dict:

@@ -16,6 +16,7 @@ from ..explain import SIGNALS
 from ..export import Section
 from ..inference import rank_changes
 from ..rundir import INTERRUPTED
+from ..schedule import duration  # noqa: F401 (the pages format durations through charts)
 
 STATE_COLORS = {"running": "blue", "finished": "green", "stopped": "orange", "failed": "red", INTERRUPTED: "gray"}
 
@@ -61,18 +62,6 @@ def activity_chart(per_period: pd.DataFrame, unit: str) -> alt.Chart:
 def when(epoch_seconds: float | None) -> str:
     """'2026-11-27 14:05' in the server's time zone."""
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch_seconds)) if epoch_seconds else "at an unknown time"
-
-
-def duration(seconds: float | None) -> str:
-    """'45 s', '3 min 05 s', '2 h 07 min'."""
-    if seconds is None:
-        return "–"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def short_duration(seconds: float | None) -> str:
