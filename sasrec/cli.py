@@ -33,7 +33,8 @@ from .report import evaluate_run
 from .schedule import duration
 from .train import resolve_device, train
 
-RESUME_SETTINGS = ("epochs", "patience", "device", "threads")  # what a resumed run may change
+# What a resumed run may change. Its --time-budget is more time: what it has used, plus that.
+RESUME_SETTINGS = ("epochs", "patience", "device", "threads", "time_budget")
 
 
 def add_data_arguments(parser, optional=False):
@@ -87,7 +88,11 @@ def training_request(args) -> tuple[RunConfig, Path, bool]:
     if args.resume:
         run = rundir.Run(args.resume).require()
         config = RunConfig.read(run.path / "config.json")
-        config = with_settings(config, **{k: v for k, v in given.items() if k in RESUME_SETTINGS})
+        changes = {k: v for k, v in given.items() if k in RESUME_SETTINGS}
+        if "time_budget" in changes and (run.path / rundir.CHECKPOINT).is_file():
+            used = rundir.checkpoint_state(run.path / rundir.CHECKPOINT).get("elapsed_seconds", 0.0)
+            changes["time_budget"] += used / 60
+        config = with_settings(config, **changes)
         return replace(config, data=config.data.resolved_from(run.path)), run.path, True
     if not args.out:
         raise DataError("train needs --out RUN_DIR (or --resume RUN_DIR)")
@@ -192,7 +197,7 @@ class ProgressPrinter:
 
 def plan_line(plan: dict) -> str:
     """What the first timed steps say about the run's length."""
-    epoch = duration(plan["epoch_seconds"])
+    epoch = f"{plan['epoch_seconds']:.1f} s" if plan["epoch_seconds"] < 10 else duration(plan["epoch_seconds"])
     if plan["ends_by_budget"]:
         return (f"plan: about {plan['epochs']:.0f} epochs of {epoch} fit in the time budget of "
                 f"{duration(plan['budget_seconds'])}, with the final evaluation; the learning rate decays to zero "
@@ -262,8 +267,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory to write")
     p.add_argument("--config", help="a run configuration (JSON, as in a run's config.json) to train")
     p.add_argument("--name", help="dataset name to record (default: the file name)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run (may change "
-                                                      f"{', '.join(RESUME_SETTINGS)})")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run, or one its time budget ended (may "
+                                                      f"change {', '.join(RESUME_SETTINGS)}; --time-budget is "
+                                                      "then more time)")
     p.add_argument("--preset", choices=list(PRESETS), default="auto", help=PRESET_HELP)
     add_setting_arguments(p)
 

@@ -168,10 +168,21 @@ def configs(preset: str = "auto", **given) -> tuple[SASRecConfig, TrainConfig]:
             TrainConfig(**{k: v for k, v in chosen.items() if names[k] == "train"}))
 
 
+# The app's runs have a time budget unless the form's field is emptied: someone demoing a model
+# wants to know when it will be ready, and on a laptop CPU ten minutes train the published-best
+# model on logs of a few hundred thousand events (bench/train_eval.py). Where an epoch is faster
+# (a GPU, a small log) the epoch limit ends the run sooner. The command line has no budget unless
+# --time-budget gives one, and prints how long its run is likely to take.
+APP_TIME_BUDGET_MINUTES = 10.0
+
+
 def preset_values(preset: str) -> dict:
-    """The form's values for a preset, by field name; None where the setting is chosen from the data."""
+    """The Train page's form values for a preset, by field name; None where the setting is chosen
+    from the data."""
     model, train = configs(preset)
     values = asdict(model) | asdict(train)
+    if values["time_budget"] is None:
+        values["time_budget"] = APP_TIME_BUDGET_MINUTES
     return {f.name: values[f.name] for _, f in form_fields()}
 
 

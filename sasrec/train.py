@@ -143,6 +143,8 @@ class Trainer:
         self.status = rundir.StatusWriter(self.run_dir) if dist.is_main else None
         self.state = {"epoch": 0, "best_epoch": 0, "best_valid_ndcg@10": None, "stale": 0, "elapsed_seconds": 0.0}
         self.history, self.curve = [], LossCurve()
+        self.ended_by = None  # budget, epochs or early stopping, once the run has finished
+        self.announced = False  # whether on_progress has had the plan
         if dist.is_main:
             self.run.remove_temporaries()
         if resume:
@@ -172,13 +174,17 @@ class Trainer:
         self.mean_positions = self.positions_per_epoch / batches
         budget = self.train_config.time_budget
         self.schedule = Schedule(self.train_config.lr, self.steps_per_epoch, self.train_config.epochs,
-                                 budget_seconds=budget * 60 if budget else None,
-                                 end_step=self.state.get("end_step", 0))
+                                 budget_seconds=budget * 60 if budget else None)
         self.global_step = self.first_step = self.state["epoch"] * self.steps_per_epoch  # this rank's steps so far
         share = defaults.validation_share(config.model, self.train_config, dataset.num_items, self.positions_per_epoch,
                                           len(self.validation_split), np.diff(dataset.offsets))
         self.pace = Pace(self.steps_per_epoch, self.train_config.eval_every, share, len(self.validation_split),
                          len(holdout(dataset, "test")))
+        if resume:  # the pace it trained at, so that a resumed run plans at once (more time: a later end)
+            self.pace.seconds_per_step = next((m["epoch_seconds"] / self.steps_per_epoch for m in reversed(self.history)
+                                               if "epoch_seconds" in m and "epoch_fraction" not in m), None)
+            self.pace.validation_seconds = next((m["validation_seconds"] for m in reversed(self.history)
+                                                 if "validation_seconds" in m), None)
         self.autocast = torch.autocast(device_type=self.device.type, dtype=self.precision or torch.float32,
                                        enabled=self.precision is not None)
 
@@ -217,6 +223,7 @@ class Trainer:
                   "ends_by_budget": schedule.ends_by_budget(), "budget_seconds": schedule.budget_seconds,
                   "learning_rate": schedule.learning_rate(self.global_step),
                   "eta_seconds": self.pace.seconds_left(self.global_step, schedule.end_step),
+                  "seconds_per_step": self.pace.seconds_per_step,
                   "examples_per_second": self.positions_per_epoch * step / self.steps_per_epoch / (now - epoch_started)}
         rundir.write_json(self.run_dir / "progress.json", report)
         if self.on_progress:
@@ -236,8 +243,9 @@ class Trainer:
         """Rank 0 plans when training ends, at the pace measured so far (Schedule.plan)."""
         if self.dist.is_main:
             self.schedule.plan(self.global_step, time.time() - self.started, self.pace)
-            if self.global_step - self.first_step == FIRST_PLAN_STEPS and self.on_progress:
+            if not self.announced and self.on_progress:
                 self.on_progress({"kind": "plan", **self.plan_summary()})
+                self.announced = True
 
     def plan_summary(self) -> dict:
         schedule, pace = self.schedule, self.pace
@@ -361,7 +369,6 @@ class Trainer:
         config = self.train_config
         while not self.schedule.done(self.global_step) and not self.dist.any(bool(stop), self.device):
             epoch = self.state["epoch"] + 1
-            epoch_started = time.time()
             metrics = self.train_epoch(epoch, stop)
             if metrics == rundir.STOPPED:  # mid-epoch: keep the weights, redo this epoch on resume
                 self.checkpoint()
@@ -369,33 +376,35 @@ class Trainer:
             if isinstance(metrics, str):
                 return rundir.FAILED, metrics
             self.state["epoch"] = epoch
-            planned_end = self.schedule.done(self.global_step)
             if self.dist.is_main:
-                if epoch % config.eval_every == 0 or planned_end:
-                    metrics = self.validate(metrics)
-                self.end_epoch(metrics)
-                if not planned_end:
+                if not self.schedule.done(self.global_step):  # plan again at the pace of the epoch just done
                     self.pace.seconds_per_step = metrics["epoch_seconds"] / self.steps_per_epoch
                     self.plan()
+                if epoch % config.eval_every == 0 or self.schedule.done(self.global_step):
+                    metrics = self.validate(metrics)
+                self.end_epoch(metrics)
             self.schedule.end_step = int(self.dist.number_from_main(self.schedule.end_step, self.device))
-            self.state["end_step"] = self.schedule.end_step
-            if planned_end:
-                return rundir.FINISHED, self.end_message(epoch, metrics, time.time() - epoch_started)
+            if self.schedule.done(self.global_step):
+                return rundir.FINISHED, self.end_message(epoch, metrics)
             if self.dist.from_main(self.state["stale"] >= config.patience, self.device):
+                self.ended_by = "early stopping"
                 return rundir.FINISHED, f"early stop: no validation gain for {config.patience} validations"
         if not self.schedule.done(self.global_step):
             return rundir.STOPPED, f"stopped by request after {self.state['epoch']} epochs"
-        return rundir.FINISHED, self.end_message(self.state["epoch"], {}, 0.0)
+        return rundir.FINISHED, self.end_message(self.state["epoch"], {})
 
-    def end_message(self, epoch: int, metrics: dict, seconds: float) -> str:
+    def end_message(self, epoch: int, metrics: dict) -> str:
+        """Why a run that reached its planned end ended there (and ended_by, in a word)."""
         fraction = metrics.get("epoch_fraction")
         epochs = f"{epoch - 1 + fraction:.1f} epochs" if fraction else f"{epoch} epoch{'s' * (epoch != 1)}"
         if self.schedule.ends_by_budget():
+            self.ended_by = "budget"
             return f"its time budget of {duration(self.schedule.budget_seconds)} ended it after {epochs}"
+        self.ended_by = "epochs"
         return f"finished {epochs}"
 
     def finish(self, outcome: str, message: str) -> dict:
-        summary = {"epochs": self.state["epoch"], "best_epoch": self.state["best_epoch"],
+        summary = {"epochs": self.state["epoch"], "best_epoch": self.state["best_epoch"], "ended_by": self.ended_by,
                    "best_valid_ndcg@10": self.state["best_valid_ndcg@10"],
                    "elapsed_seconds": time.time() - self.started, "device": str(self.device)}
         if not self.dist.is_main:
@@ -415,6 +424,11 @@ class Trainer:
         """Train, then evaluate. `started`: when the clock of a time budget starts (the command's
         start, so that loading the data counts too); by default, now."""
         self.started = (started or time.time()) - self.state["elapsed_seconds"]
+        if self.pace.seconds_per_step is not None:
+            self.plan()
+        else:  # until the first steps are timed
+            self.schedule.end_step = self.schedule.limit_step
+        self.schedule.end_step = int(self.dist.number_from_main(self.schedule.end_step, self.device))
         if self.dist.is_main:
             self.status.write(rundir.RUNNING, f"training on {self.device_name()}", started=self.started)
         with StopRequest(self.run_dir) as stop:

@@ -233,21 +233,24 @@ class Workspace:
         launched = {"dataset": data.name, "preset": preset} | ({"estimate": estimate} if estimate else {})
         return self._launch(out, argv, launched)
 
-    def resume_run(self, run: rundir.Run, epochs: int | None = None) -> rundir.Run:
-        """Continue a stopped or interrupted run from its last checkpoint, in the background as
-        start_run does (`python -m sasrec train --resume`), optionally with a new epoch budget."""
+    def resume_run(self, run: rundir.Run, epochs: int | None = None, more_minutes: float | None = None) -> rundir.Run:
+        """Continue a stopped or interrupted run, or one its time budget ended, from its last
+        checkpoint, in the background as start_run does (`python -m sasrec train --resume`),
+        optionally with a new epoch limit and more time."""
         run = self.run(run.name)
         if self.is_builtin(run):
             raise rundir.RunError("the bundled demo model cannot be trained further: start a new run")
-        state = run.state()
-        if state not in (rundir.STOPPED, rundir.INTERRUPTED):
-            raise rundir.RunError(f"run {run.name} is {state}: only a stopped or interrupted run can be resumed")
+        if not run.resumable():
+            raise rundir.RunError(f"run {run.name} is {run.state()}: only a stopped or interrupted run, or one its "
+                                  "time budget ended, can be resumed")
         if not (run.path / rundir.CHECKPOINT).is_file():
             raise rundir.RunError(f"run {run.name} ended before its first checkpoint, so there is nothing to resume: "
                                   "start a new run")
         argv = ["train", "--resume", str(run.path)]
         if epochs:
             argv += ["--epochs", str(int(epochs))]
+        if more_minutes:
+            argv += ["--time-budget", f"{float(more_minutes):g}m"]
         if not (run.config().get("train") or {}).get("threads"):
             argv += ["--threads", str(training_threads())]
         (run.path / "STOP").unlink(missing_ok=True)  # the stop it obeyed is not a request to stop again

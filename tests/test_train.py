@@ -324,3 +324,34 @@ def test_cli_rejects_bad_flags(tmp_path):
     assert result.returncode == 2 and "divisible" in result.stderr and "Traceback" not in result.stderr
     result = cli("train", log, "--out", tmp_path / "run", "--loss", "hinge")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_a_time_budget_ends_the_run_at_its_planned_end_and_more_time_resumes_it(tmp_path):
+    """Many epochs, a short budget: the command ends within its budget with the final evaluation,
+    the learning rate has decayed to about zero at the end, and the run says the budget ended it.
+    Resumed with more time, it trains on and ends at the new budget."""
+    log, catalog = small_data(tmp_path)
+    out = tmp_path / "run"
+    started = time.time()
+    trained = cli("train", log, "--items", catalog, "--out", out, "--epochs", 1000, "--maxlen", 20, "--hidden", 16,
+                  "--threads", 1, "--time-budget", "15s")
+    took = time.time() - started
+    assert trained.returncode == 0, trained.stderr
+    assert "plan: about" in trained.stdout and "fit in the time budget of 15 s" in trained.stdout
+    run = rundir.Run(out)
+    status, progress, metrics = run.status(), run.progress(), run.metrics()
+    assert status["state"] == "finished" and status["ended_by"] == "budget"
+    assert "time budget of 15 s ended it after" in status["message"]
+    assert status["elapsed_seconds"] < 15 + 3 and took < 15 + 5  # the clock starts with the command
+    assert 1 < len(metrics) < 1000 and "valid_ndcg@10" in metrics[-1]  # validated at the planned end
+    assert progress["learning_rate"] < 0.05 * run.config()["train"]["lr"]
+    assert run.test_metrics()["ndcg@10"] > 0
+
+    assert run.resumable()
+    resumed = cli("train", "--resume", out, "--time-budget", "20s", "--threads", 1)
+    assert resumed.returncode == 0, resumed.stderr
+    status = run.status()
+    assert status["state"] == "finished" and status["ended_by"] == "budget"
+    budget = run.config()["train"]["time_budget"] * 60
+    assert 15 + 20 - 3 < budget < 15 + 20 + 3  # what the first part used, plus the 20 s given
+    assert len(run.metrics()) > len(metrics)
