@@ -31,7 +31,7 @@ class TrainConfig:
     time_budget: float | None = setting(None, "train for at most this long, e.g. 90s, 10m or 1h, the final test "
                                               "evaluation included; the learning rate decays to zero at the end "
                                               "(default: no limit but the epochs and early stopping)",
-                                        flag="time_budget", label="Time budget (minutes)", form=True, low=0.5,
+                                        flag="time_budget", label="Budget (min)", form=True, low=0.5,
                                         high=7 * 24 * 60, step=1.0, type=float, parse=parse_minutes)
     patience: int | None = setting(None, "validations without improvement before stopping (default: from the "
                                          "number of validation users)", label="Patience", form=True, low=1,
