@@ -25,7 +25,8 @@ def sequence_loss(model, inputs, targets, loss: str, num_negatives: int = 256, i
         return full_softmax_ce(hidden, table, targets)
     if loss == "bce":  # the positive's term plus the negative's, as in the paper
         candidates = torch.stack([targets, negatives_excluding(targets, num_items)], dim=1)  # (M, 2)
-        logits = (hidden[:, None] * F.embedding(candidates, table)).sum(-1)  # (M, 2)
+        # A sparse lookup: its gradient touches 2M rows, not a zero-filled copy of the whole table.
+        logits = (hidden[:, None] * F.embedding(candidates, table, sparse=True)).sum(-1)  # (M, 2)
         labels = torch.tensor([1.0, 0.0], device=logits.device).expand_as(logits)
         return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(1).mean()
     negatives, log_expected = shared_negatives(num_negatives, num_items, item_log_q, targets.device)

@@ -386,9 +386,10 @@ class Trainer:
             self.schedule.end_step = int(self.dist.number_from_main(self.schedule.end_step, self.device))
             if self.schedule.done(self.global_step):
                 return rundir.FINISHED, self.end_message(epoch, metrics)
-            if self.dist.from_main(self.state["stale"] >= config.patience, self.device):
+            patience = self.schedule.patience(config.patience, config.eval_every)
+            if self.dist.from_main(self.state["stale"] >= patience, self.device):
                 self.ended_by = "early stopping"
-                return rundir.FINISHED, f"early stop: no validation gain for {config.patience} validations"
+                return rundir.FINISHED, f"early stop: no validation gain for {patience} validations"
         if not self.schedule.done(self.global_step):
             return rundir.STOPPED, f"stopped by request after {self.state['epoch']} epochs"
         return rundir.FINISHED, self.end_message(self.state["epoch"], {})

@@ -66,3 +66,10 @@ def test_a_spent_budget_ends_training_now_and_more_time_plans_a_later_end():
     schedule.budget_seconds = 200
     later = schedule.plan(step=900, elapsed=99.0, pace=measured)
     assert later > 900 and 0 < schedule.learning_rate(900) < 0.001
+
+
+def test_early_stopping_waits_for_a_quarter_of_the_planned_validations():
+    schedule = Schedule(lr=0.001, steps_per_epoch=100, epoch_limit=40)
+    assert schedule.patience(6, eval_every=1) == 10  # 40 planned validations
+    assert schedule.patience(6, eval_every=4) == 6  # 10 planned: the noise-based patience is more
+    assert schedule.patience(30, eval_every=1) == 30
