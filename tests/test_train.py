@@ -17,10 +17,6 @@ from hypothesis import strategies as st
 from sasrec import rundir
 from sasrec.dataset import build_dataset, load_dataset
 from sasrec.inference import Recommender
-from sasrec.model import SASRec, SASRecConfig
-from sasrec.readers import Columns
-from sasrec.sequences import training_windows
-from sasrec.synthetic import generate, next_episode_prefixes
 from sasrec.losses import (
     full_softmax_ce,
     negative_log_q,
@@ -29,6 +25,10 @@ from sasrec.losses import (
     sequence_loss,
     shared_negatives,
 )
+from sasrec.model import SASRec, SASRecConfig
+from sasrec.readers import Columns
+from sasrec.sequences import training_windows
+from sasrec.synthetic import generate, next_episode_prefixes
 from sasrec.train import train
 from tests.browser import ROOT
 
