@@ -3,7 +3,7 @@
 import streamlit as st
 
 from sasrec.config import RunConfig, configs
-from sasrec.rundir import CHECKPOINT, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING, STOPPED
+from sasrec.rundir import CHECKPOINT, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING
 from sasrec.ui import charts, signin, state, widgets
 
 widgets.page_setup()
@@ -64,12 +64,8 @@ def live_view(run) -> None:
         if not progress and run_state == RUNNING:
             st.progress(0.0, text="Starting…")
         elif progress:
-            total_steps = progress["epochs"] * progress["steps_per_epoch"]
-            done = 1.0 if run_state == FINISHED else min(progress["global_step"] / total_steps, 1.0)
-            eta = (f" · about {charts.duration(progress['eta_seconds'])} left"
-                   if run_state == RUNNING and progress["eta_seconds"] >= 1 else "")
-            st.progress(done, text=f"{done:.0%} · epoch {progress['epoch']} of {progress['epochs']}, step "
-                                   f"{progress['step']} of {progress['steps_per_epoch']}{eta}")
+            done = 1.0 if run_state == FINISHED else progress_fraction(progress)
+            st.progress(done, text=f"{done:.0%} · {charts.progress_text(progress, running=run_state == RUNNING)}")
             st.caption(f"{progress['examples_per_second']:,.0f} positions per second on {summary['device']}")
             cells = st.columns(4)
             cells[0].metric("Elapsed", charts.short_duration(summary["duration_seconds"]),
@@ -83,7 +79,7 @@ def live_view(run) -> None:
         if run_state == RUNNING and not run.stop_requested() and editor:
             st.button("Stop", key="stop_run", icon=":material/stop_circle:", on_click=widgets.guarded(ws.stop_run),
                       args=(run,), help="Ends the run after the current step; the best checkpoint so far stays usable.")
-        if run_state in (STOPPED, INTERRUPTED) and not ws.is_builtin(run) and editor:
+        if run.resumable() and not ws.is_builtin(run) and editor:
             resume_form(run, progress)
         if run_state == FAILED:
             st.error(summary["message"], icon=":material/error:")
@@ -122,21 +118,40 @@ def queued_view(run) -> None:
                                                                    else " and removes it: it has not trained."))
 
 
+def progress_fraction(progress: dict) -> float:
+    end = progress.get("end_step") or progress["epochs"] * progress["steps_per_epoch"]  # a run from before plans
+    return min(progress["global_step"] / max(end, 1), 1.0)
+
+
 def resume_form(run, progress: dict) -> None:
-    """Continue a stopped or interrupted run from its last checkpoint, with the same or a new epoch budget."""
+    """Continue a stopped or interrupted run, or one its time budget ended, from its last checkpoint:
+    with more time (a time budget's run) or more epochs."""
     if not (run.path / CHECKPOINT).is_file():
         st.caption("It ended before its first checkpoint, so it cannot be resumed: start a new run.")
         return
-    budget = int(progress.get("epochs") or (run.config().get("train") or {}).get("epochs") or 1)
+    train = run.config().get("train") or {}
+    limit = int(progress.get("epochs") or train.get("epochs") or 1)
     done = len(run.metrics())
+    budget_ended = run.state() == FINISHED
     with st.container(horizontal=True, vertical_alignment="bottom"):
-        epochs = st.number_input("Epochs in all", min_value=done + 1, max_value=10_000, value=max(budget, done + 1),
+        more = None
+        if train.get("time_budget"):
+            used = (run.status().get("elapsed_seconds") or 0) / 60
+            left = max(train["time_budget"] - used, 0)
+            more = st.number_input("More time (minutes)", min_value=0.5, max_value=7 * 24 * 60.0, step=1.0,
+                                   value=float(max(round(left), 1) if not budget_ended else 10), width=180,
+                                   key=f"resume_minutes_{run.name}",
+                                   help=f"{charts.duration(used * 60)} used so far. The learning rate rises to "
+                                        "where a run planned for the longer budget would be now, and decays to "
+                                        "zero at the new end.")
+        epochs = st.number_input("Epochs in all", min_value=done + 1, max_value=10_000, value=max(limit, done + 1),
                                  key=f"resume_epochs_{run.name}", width=160,
                                  help=f"{done} epoch{'s' * (done != 1)} done; it trains on up to this many in all.")
-        if st.button("Resume", key="resume_run", icon=":material/play_arrow:", type="primary",
+        label = "Train longer" if budget_ended else "Resume"
+        if st.button(label, key="resume_run", icon=":material/play_arrow:", type="primary",
                      help="Continues from the last checkpoint, with the same settings and data."):
             try:
-                ws.resume_run(run, epochs=epochs)
+                ws.resume_run(run, epochs=epochs, more_minutes=more)
             except widgets.USER_ERRORS as err:
                 widgets.error(err)
             else:
@@ -153,13 +168,10 @@ def use_faster(asked: tuple, faster: dict) -> None:
 
 def show_estimate(result: dict, asked: tuple) -> None:
     """The estimate below the form; for a long run, the faster settings and a button to use them."""
-    epochs = result["epochs"]
-    st.markdown(f"**About {charts.about(result['epoch_seconds']).removeprefix('about ')} per epoch**, up to "
-                f"{charts.about(result['total_seconds']).removeprefix('about ')} for {epochs} epoch{'s' * (epochs > 1)} "
-                "and the test evaluation.")
+    st.markdown(charts.estimate_text(result))
     st.caption(f"Timed on {result['steps_timed']} training steps of {result['steps_per_epoch']:,} per epoch "
                f"({result['seconds_per_step'] * 1000:,.0f} ms each, {result['threads']} thread"
-               f"{'s' * (result['threads'] > 1)}) and a validation sample. Early stopping usually ends a run sooner.")
+               f"{'s' * (result['threads'] > 1)}) and a validation sample.")
     faster = result.get("faster")
     if faster:
         changes = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in faster["changes"].items())

@@ -133,6 +133,18 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
+def checkpoint_state(path: Path) -> dict:
+    """The loop's counters saved with a checkpoint (epoch, elapsed_seconds, ...), without loading
+    its tensors; RunError if it is not a checkpoint."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return json.loads((f.metadata() or {})["state"])
+    except (KeyError, json.JSONDecodeError, SafetensorError, OSError) as err:
+        raise RunError(f"{Path(path).name}: not a resumable checkpoint ({err})") from err
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore what save_checkpoint wrote; returns the loop's counters."""
     from safetensors import safe_open
@@ -241,6 +253,11 @@ class Run:
             return status["state"]
         status = self.status()  # it may have written its last status and exited meanwhile
         return INTERRUPTED if status["state"] == RUNNING else status["state"]
+
+    def resumable(self) -> bool:
+        """Stopped or interrupted, or finished by its time budget: it can train on from its checkpoint."""
+        state = self.state()
+        return state in (STOPPED, INTERRUPTED) or (state == FINISHED and self.status().get("ended_by") == "budget")
 
     def is_alive(self) -> bool:
         """Whether the process that owns this run is still there."""

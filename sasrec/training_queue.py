@@ -82,7 +82,7 @@ def waiting(ws) -> list[tuple[rundir.Run, dict]]:
 
 def submit(ws, run: rundir.Run, entry: dict) -> int | None:
     """Queue `run` (the caller holds the lock), then start whatever can start. entry: device,
-    user, resume, epochs and `launched` (what launch.json will hold). Returns the run's place in
+    user, resume, epochs, more_minutes and `launched` (what launch.json will hold). Returns the run's place in
     its device's queue, or None when it started at once."""
     seq = max((queued.get("seq", 0) for _, queued in waiting(ws)), default=0) + 1
     rundir.write_json(run.path / rundir.QUEUE_FILE, entry | {"seq": seq, "queued": time.time()})
@@ -102,7 +102,7 @@ def promote(ws) -> list[str]:
     for run, entry in waiting(ws):
         device = device_key(str(entry.get("device") or "cpu"))
         if busy[device] < limit:
-            ws._launch(run.path, ws._train_argv(run.path, bool(entry.get("resume")), entry.get("epochs")),
+            ws._launch(run.path, ws._train_argv(run.path, entry),
                        dict(entry.get("launched") or {}) | {"device": device, "user": entry.get("user")})
             # Only now: a launch that failed leaves the run waiting.
             (run.path / rundir.QUEUE_FILE).unlink(missing_ok=True)

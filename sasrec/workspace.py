@@ -270,18 +270,18 @@ class Workspace:
                     "device": device, "user": self.user.name, "resume": False, "launched": launched})
         return rundir.Run(out)
 
-    def resume_run(self, run: rundir.Run, epochs: int | None = None) -> rundir.Run:
-        """Continue a stopped or interrupted run from its last checkpoint, in the background as
-        start_run does (`python -m sasrec train --resume`, through the queue), optionally with a
-        new epoch budget."""
-        with self._change("resume", run=str(run.name)[:80], epochs=epochs) as target:
+    def resume_run(self, run: rundir.Run, epochs: int | None = None, more_minutes: float | None = None) -> rundir.Run:
+        """Continue a stopped or interrupted run, or one its time budget ended, from its last
+        checkpoint, in the background as start_run does (`python -m sasrec train --resume`, through
+        the queue), optionally with a new epoch limit and more time."""
+        with self._change("resume", run=str(run.name)[:80], epochs=epochs, more_minutes=more_minutes) as target:
             run = self.run(run.name)
             if self.is_builtin(run):
                 raise rundir.RunError("the bundled demo model cannot be trained further: start a new run")
             with training_queue.locked(self.root):
-                state = run.state()
-                if state not in (rundir.STOPPED, rundir.INTERRUPTED):
-                    raise rundir.RunError(f"run {run.name} is {state}: only a stopped or interrupted run can be resumed")
+                if not run.resumable():
+                    raise rundir.RunError(f"run {run.name} is {run.state()}: only a stopped or interrupted run, or "
+                                          "one its time budget ended, can be resumed")
                 if not (run.path / rundir.CHECKPOINT).is_file():
                     raise rundir.RunError(f"run {run.name} ended before its first checkpoint, so there is nothing to "
                                           "resume: start a new run")
@@ -292,15 +292,23 @@ class Workspace:
                     (recorded.get("train") or {}).get("device") or "auto")))
                 target["queued"] = training_queue.submit(self, run, {
                     "device": device, "user": self.user.name, "resume": True, "epochs": int(epochs) if epochs else None,
+                    "more_minutes": float(more_minutes) if more_minutes else None,
                     "launched": {key: previous[key] for key in ("dataset", "preset") if key in previous}
                     | {"resumed": True}})
         return rundir.Run(run.path)
 
-    def _train_argv(self, out: Path, resume: bool, epochs: int | None) -> list[str]:
-        """The `python -m sasrec` arguments that train the run in `out`: from its config.json, or resumed
-        from its checkpoint (with a new epoch budget if given), on every core unless it names a number."""
-        argv = (["train", "--resume", str(out)] + (["--epochs", str(int(epochs))] if epochs else []) if resume
-                else ["train", "--config", str(out / "config.json"), "--out", str(out)])
+    def _train_argv(self, out: Path, entry: dict) -> list[str]:
+        """The `python -m sasrec` arguments that train the run in `out` as its queue entry says: from its
+        config.json, or resumed from its checkpoint (with a new epoch limit and more time if given), on
+        every core unless it names a number."""
+        if entry.get("resume"):
+            argv = ["train", "--resume", str(out)]
+            if entry.get("epochs"):
+                argv += ["--epochs", str(int(entry["epochs"]))]
+            if entry.get("more_minutes"):
+                argv += ["--time-budget", f"{float(entry['more_minutes']):g}m"]
+        else:
+            argv = ["train", "--config", str(out / "config.json"), "--out", str(out)]
         if not (rundir.Run(out).config().get("train") or {}).get("threads"):
             argv += ["--threads", str(training_threads())]
         return argv

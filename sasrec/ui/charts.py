@@ -3,6 +3,7 @@
 Nothing here touches Streamlit, so every chart can be built and checked in a test.
 """
 
+import math
 import time
 
 import altair as alt
@@ -16,6 +17,7 @@ from ..explain import SIGNALS
 from ..export import Section
 from ..inference import rank_changes
 from ..rundir import INTERRUPTED
+from ..schedule import duration  # noqa: F401 (the pages format durations through charts)
 
 STATE_COLORS = {"running": "blue", "finished": "green", "stopped": "orange", "failed": "red", INTERRUPTED: "gray",
                 "queued": "violet"}
@@ -64,16 +66,38 @@ def when(epoch_seconds: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch_seconds)) if epoch_seconds else "at an unknown time"
 
 
-def duration(seconds: float | None) -> str:
-    """'45 s', '3 min 05 s', '2 h 07 min'."""
-    if seconds is None:
-        return "–"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+def progress_text(progress: dict, running: bool) -> str:
+    """'epoch 12 of about 48 in the 10 min budget, step 300 of 704 · about 6 min left': where a
+    run stands against its plan (progress.json), and, while it runs, how long it has left."""
+    planned = progress.get("planned_epochs", progress["epochs"])
+    if progress.get("ends_by_budget"):
+        of = f"of about {math.ceil(planned)} in the {duration(progress['budget_seconds'])} budget"
+    else:
+        of = f"of {progress['epochs']}"
+    text = f"epoch {progress['epoch']} {of}, step {progress['step']} of {progress['steps_per_epoch']}"
+    if running and progress.get("eta_seconds", 0) >= 1:
+        left = about(progress["eta_seconds"])
+        text += (f" · {left} left" if progress.get("ends_by_budget") or "end_step" not in progress
+                 else f" · up to {left.removeprefix('about ')} left, early stopping may end it sooner")
+    return text
+
+
+def estimate_text(result: dict) -> str:
+    """What an estimate (estimate.py) says, in a sentence: per epoch, and what the time budget buys
+    or how long the epoch limit takes."""
+    per_epoch = about(result["epoch_seconds"]).removeprefix("about ")
+    if result.get("time_budget_seconds"):
+        epochs = result["epochs"]
+        if epochs < result.get("epoch_limit", epochs + 1):
+            return (f"**About {per_epoch} per epoch**: the {duration(result['time_budget_seconds'])} budget buys "
+                    f"about {max(epochs, 0):.0f} epoch{'s' * (round(epochs) != 1)} and the test evaluation. "
+                    "The learning rate decays to zero at the budget's end.")
+        return (f"**About {per_epoch} per epoch**: all {result['epoch_limit']} epochs and the test evaluation fit "
+                f"in the budget, {about(result['total_seconds'])} in all.")
+    epochs = result["epochs"]
+    return (f"**About {per_epoch} per epoch**, up to {about(result['total_seconds']).removeprefix('about ')} for "
+            f"{epochs} epoch{'s' * (epochs > 1)} and the test evaluation. Early stopping usually ends a run sooner; "
+            "a time budget bounds it.")
 
 
 def short_duration(seconds: float | None) -> str:
@@ -102,7 +126,8 @@ def first_checkpoint_eta(progress: dict, estimate: dict | None = None) -> str:
     from the estimate taken before it started, else without a time."""
     steps, step = progress.get("steps_per_epoch"), progress.get("step")
     if progress.get("epoch") == 1 and steps and step:
-        seconds_per_step = progress["eta_seconds"] / max(progress["epochs"] * steps - progress["global_step"], 1)
+        seconds_per_step = progress.get("seconds_per_step") or \
+            progress["eta_seconds"] / max(progress["epochs"] * steps - progress["global_step"], 1)  # a run from before
         return f"the first checkpoint comes at the end of epoch 1, in {about(seconds_per_step * (steps - step))}"
     if estimate and estimate.get("epoch_seconds"):
         return (f"the first checkpoint comes at the end of epoch 1, in {about(estimate['epoch_seconds'])} "

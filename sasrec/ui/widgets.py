@@ -157,8 +157,10 @@ def run_summary(run: rundir.Run) -> str:
         parts.append(f"{model['num_blocks']} layers × {model['num_heads']} heads, d = {model['hidden']}"
                      + (f", last {model['maxlen']} items" if model["maxlen"] else ""))  # None until the trainer chose
     if status.get("state") == rundir.RUNNING:
-        done = len(run.metrics())
-        parts.append(f"training: epoch {done} done, predictions use its latest checkpoint" if done
+        done, progress = len(run.metrics()), run.progress()
+        left = f", ready in {charts.about(progress['eta_seconds'])}" \
+            if progress.get("ends_by_budget") and progress.get("eta_seconds") else ""
+        parts.append(f"training: epoch {done} done{left}, predictions use its latest checkpoint" if done
                      else "training: in its first epoch")
     elif status.get("best_epoch"):
         parts.append(f"best epoch {status['best_epoch']} of {status.get('epochs', '?')}")
