@@ -51,6 +51,7 @@ FIRST_PLAN_STEPS = 20
 # planned epochs: flat from epoch 12 to 28, then +4% by epoch 39; bench/train_eval.py): a patience
 # set by the metric's noise alone would end such a run on its plateau.
 PATIENCE_SHARE = 0.25
+PATIENCE_MOST = 30  # validations: a long plan on a small log (200 epochs of ml-100k) still stops when done
 # The final test evaluation ranks every item for every test user, for SASRec and the baselines.
 TEST_MODELS = 3
 
@@ -139,6 +140,6 @@ class Schedule:
 
     def patience(self, patience: int, eval_every: int) -> int:
         """Validations without a gain that end a run early: `patience`, or a quarter of the planned
-        validations if that is more (PATIENCE_SHARE)."""
+        validations if that is more (PATIENCE_SHARE), up to PATIENCE_MOST."""
         planned = self.end_step / max(self.steps_per_epoch * eval_every, 1)
-        return max(patience, math.ceil(PATIENCE_SHARE * planned))
+        return max(patience, min(math.ceil(PATIENCE_SHARE * planned), PATIENCE_MOST))

@@ -73,3 +73,5 @@ def test_early_stopping_waits_for_a_quarter_of_the_planned_validations():
     assert schedule.patience(6, eval_every=1) == 10  # 40 planned validations
     assert schedule.patience(6, eval_every=4) == 6  # 10 planned: the noise-based patience is more
     assert schedule.patience(30, eval_every=1) == 30
+    long = Schedule(lr=0.001, steps_per_epoch=100, epoch_limit=200)  # 200 validations: a quarter, but at most 30
+    assert long.patience(6, eval_every=1) == 30
