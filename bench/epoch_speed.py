@@ -11,6 +11,7 @@ measurement. Rounds alternate the two versions, so that both see the same machin
 the median and every round.
 
     ce-beauty    full softmax CE, the defaults for Amazon Beauty (12k items)     ../shared/data/amazon/Beauty.txt
+    ce-beauty-b32  the same with the batch of 32 windows that was the default before (same settings)
     ce-games     full softmax CE, a generated log of the paper's Games shape (24k items, 31k users, 287k events)
     bce-games    the paper preset (BCE, d=50, maxlen 200, batch 128) on that log
     bce-ml100k   the paper preset on MovieLens 100K                                ../shared/data/ml-100k
@@ -37,6 +38,7 @@ GAMES = dict(events=287_000, items=26_000, median_length=6.5, seed=0)  # 31.6k u
 
 WORKLOADS = {
     "ce-beauty": dict(data=str(SHARED / "amazon" / "Beauty.txt"), preset="auto", settings={}),
+    "ce-beauty-b32": dict(data=str(SHARED / "amazon" / "Beauty.txt"), preset="auto", settings={"batch_size": 32}),
     "ce-games": dict(data="games", preset="auto", settings={"loss": "ce"}),
     "bce-games": dict(data="games", preset="paper", settings={}),
     "bce-ml100k": dict(data=str(SHARED / "ml-100k"), preset="paper", settings={}),
