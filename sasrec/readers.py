@@ -571,10 +571,11 @@ def _read_delimited(content: _Content, delimiter: str, encoding: str = "utf-8", 
 
 def _pieces(stream: _Stream):
     """The stream's text in pieces of whole lines, about CSV_PIECE_BYTES each, with the line each starts on.
-    Each piece is copied into memory of pyarrow's own, so that no thread of pyarrow's ever holds a Python
-    object: one that still does when the interpreter exits aborts the process. (A quoted value could hold
-    a line end, but values of a log never do: _check_quotes_closed refuses them.)"""
-    rest, line = b"", 1
+    Each piece is copied into memory of pyarrow's own: pyarrow's threads then hold no Python object, which
+    they would release later, from a thread of their own (one still doing so when the interpreter exits
+    aborts the process). Unlike pyarrow reading a Python file, this also reads nothing ahead. (A quoted
+    value could hold a line end, but values of a log never do: _check_quotes_closed refuses them.)"""
+    rest, line = bytearray(), 1  # grown in place: a line without an end may be long (a bomb is, up to the cap)
     while chunk := stream.read(CSV_PIECE_BYTES):
         cut = chunk.rfind(b"\n") + 1  # 0: no line ends in this chunk, so all of it is carried over
         if cut == 0:
@@ -586,7 +587,7 @@ def _pieces(stream: _Stream):
         view[len(rest):] = memoryview(chunk)[:cut]
         yield piece, line
         line += chunk.count(b"\n", 0, cut)  # `rest` holds no line end
-        rest = chunk[cut:]
+        rest = bytearray(chunk[cut:])
     if rest:
         piece = pa.allocate_buffer(len(rest))
         memoryview(piece).cast("B")[:] = rest
