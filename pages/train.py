@@ -160,6 +160,26 @@ def select_run(key: str, names: list[str]) -> None:
         state.set_active_run(names[rows[0]])
 
 
+def runs_table(runs: list, active_name: str | None) -> None:
+    """The runs, redrawn every few seconds while one trains: the page itself is drawn again only when the
+    active run starts or ends, and a table drawn once would show a running run's duration as it was then."""
+    @st.fragment(run_every=RUNS_TABLE_SECONDS if any(r.state() == RUNNING for r in runs) else None)
+    def table():
+        if state.active_run_name() != active_name:  # a row was selected: the whole page shows that run
+            st.rerun()
+        summaries = [ws.run_summary(r) for r in runs]
+        names = [s["name"] for s in summaries]
+        # The key follows the runs and the active one, so the highlighted row is always the active run
+        # (a remembered selection would point at whatever run moved into its row).
+        key = f"runs_table_{hash((*names, active_name))}"
+        st.dataframe(charts.runs_table(summaries), hide_index=True, column_config=widgets.RUNS_COLUMNS, key=key,
+                     placeholder="–", on_select=lambda: select_run(key, names), selection_mode="single-row",
+                     selection_default={"selection": {"rows": [names.index(active_name)]}} if active_name in names
+                     else None)
+
+    table()
+
+
 st.title("Train")
 form_column, live_column = st.columns([1, 2], gap="large")
 
@@ -219,26 +239,6 @@ with live_column:
         if st.session_state.get("deleting") == run.name:
             confirm_delete(run)
         live_view(run)
-
-def runs_table(runs: list, active_name: str | None) -> None:
-    """The runs, redrawn every few seconds while one trains: the page itself is drawn again only when the
-    active run starts or ends, and a table drawn once would show a running run's duration as it was then."""
-    @st.fragment(run_every=RUNS_TABLE_SECONDS if any(r.state() == RUNNING for r in runs) else None)
-    def table():
-        if state.active_run_name() != active_name:  # a row was selected: the whole page shows that run
-            st.rerun()
-        summaries = [ws.run_summary(r) for r in runs]
-        names = [s["name"] for s in summaries]
-        # The key follows the runs and the active one, so the highlighted row is always the active run
-        # (a remembered selection would point at whatever run moved into its row).
-        key = f"runs_table_{hash((*names, active_name))}"
-        st.dataframe(charts.runs_table(summaries), hide_index=True, column_config=widgets.RUNS_COLUMNS, key=key,
-                     placeholder="–", on_select=lambda: select_run(key, names), selection_mode="single-row",
-                     selection_default={"selection": {"rows": [names.index(active_name)]}} if active_name in names
-                     else None)
-
-    table()
-
 
 st.subheader("Runs")
 runs = ws.runs()
