@@ -10,7 +10,6 @@ widgets.page_setup()
 
 ws = state.workspace()
 dataset = state.active_dataset()
-RUNS_TABLE_SECONDS = 5  # how often the runs table is redrawn while a run trains
 
 
 def forget_delete() -> None:
@@ -163,7 +162,7 @@ def select_run(key: str, names: list[str]) -> None:
 def runs_table(runs: list, active_name: str | None) -> None:
     """The runs, redrawn every few seconds while one trains: the page itself is drawn again only when the
     active run starts or ends, and a table drawn once would show a running run's duration as it was then."""
-    @st.fragment(run_every=RUNS_TABLE_SECONDS if any(r.state() == RUNNING for r in runs) else None)
+    @st.fragment(run_every=widgets.LIVE_SECONDS if any(r.state() == RUNNING for r in runs) else None)
     def table():
         if state.active_run_name() != active_name:  # a row was selected: the whole page shows that run
             st.rerun()

@@ -1070,7 +1070,8 @@ def _item_evidence(values: pd.Series) -> tuple[int, str] | None:
     rows = int(np.count_nonzero(codes >= 0))
     if len(distinct) > 0.9 * rows or len(distinct) < min(MIN_ITEMS, rows / 3):
         return None
-    return len(distinct), f"the other id column, with the most distinct values ({len(distinct):,} in {rows:,} rows)"
+    return len(distinct), (f"the other id column, with the most distinct values ({len(distinct):,} in "
+                           f"{'the first ' * (len(values) == CONTENT_SAMPLE_ROWS)}{rows:,} rows)")
 
 
 def _looks_like_ratings(values: pd.Series) -> bool:
