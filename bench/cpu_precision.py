@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from bench.machine import machine_info
 from sasrec.config import configs
 from sasrec.dataset import load_dataset
+from sasrec.losses import sequence_loss
 from sasrec.model import SASRec
 from sasrec.sequences import training_windows
-from sasrec.train import length_batches, sequence_loss
+from sasrec.train import length_batches
 
 
 def median_ms(run, repeat):

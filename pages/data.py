@@ -6,12 +6,13 @@ import streamlit as st
 
 from sasrec.dataset import Preprocessing
 from sasrec.readers import DELIMITER_NAMES, FORMATS_HINT, Columns, RawLog, guess_roles
-from sasrec.ui import caches, charts, state, widgets
+from sasrec.ui import caches, charts, signin, state, widgets
 from sasrec.workspace import AS_SAVED, SAMPLE_NAME
 
 widgets.page_setup()
 
 ws = state.workspace()
+editor = signin.acting_user().can_edit  # a viewer sees the datasets and their statistics, and cannot upload, save or delete
 # What the user set for one file: forgotten when another file is chosen; the roles also when it is read otherwise.
 FILE_KEYS = ("read_delimiter", "read_header", "dataset_name")
 ROLE_KEYS = ("role_user", "role_item", "role_timestamp", "role_rating")
@@ -137,7 +138,8 @@ st.title("Data")
 st.caption("Choose an interaction log, tell SASRec which columns mean what, clean it and save it for training.")
 
 active = state.active_dataset()
-source = st.segmented_control("Source", list(SOURCES), format_func=SOURCES.get, key="data_source", required=True,
+sources = [key for key in SOURCES if editor or key != "upload"]
+source = st.segmented_control("Source", sources, format_func=SOURCES.get, key="data_source", required=True,
                               default="sample" if active.builtin else "saved", persist_state="session")
 
 if source == "saved":
@@ -155,7 +157,8 @@ if source == "saved":
     entry = ws.dataset(name)
     st.caption(f"Saved from **{entry.meta.get('source', '?')}**, {charts.when(entry.meta.get('saved'))}.")
     use_button(name)
-    rename_or_delete(entry)
+    if editor:
+        rename_or_delete(entry)
     if entry.meta.get("report"):
         st.subheader("How it was cleaned")
         st.dataframe(charts.report_table(entry.meta["report"]), hide_index=True)
@@ -168,9 +171,10 @@ if source == "saved":
 
 if source == "upload":
     log_column, catalog_column = st.columns(2)
-    log_column.file_uploader("Interaction log", key="upload_log", on_change=state.remember_upload,
+    log_column.file_uploader("Interaction log", key="upload_log", on_change=widgets.guarded(state.remember_upload),
                              args=("upload_log", "upload_path"), help=f"Any of: {FORMATS_HINT}.")
-    catalog_column.file_uploader("Item catalog (optional)", key="upload_catalog", on_change=state.remember_upload,
+    catalog_column.file_uploader("Item catalog (optional)", key="upload_catalog",
+                                 on_change=widgets.guarded(state.remember_upload),
                                  args=("upload_catalog", "catalog_path"),
                                  help="A table with an item id column and titles, categories or genres; "
                                       "for RecBole, the .item file.")
@@ -273,6 +277,8 @@ except widgets.USER_ERRORS as err:
 st.dataframe(charts.report_table(dataset.report), hide_index=True)
 
 show_statistics(made)
+if not editor:
+    st.stop()
 
 st.subheader("Save")
 fingerprint = ws.fingerprint(path, catalog, roles, preprocessing)
@@ -289,6 +295,10 @@ else:
     name = name_cell.text_input("Name", value=default_name, key="dataset_name", max_chars=60,
                                 persist_state="session")
     if button_cell.button("Save and use", key="save_dataset", type="primary", icon=":material/save:"):
-        entry = ws.save_dataset(dataset, name, fingerprint)
-        state.set_active_dataset(entry.name)
-        st.rerun()
+        try:
+            entry = ws.save_dataset(dataset, name, fingerprint)
+        except widgets.USER_ERRORS as err:
+            widgets.error(err)
+        else:
+            state.set_active_dataset(entry.name)
+            st.rerun()

@@ -3,13 +3,14 @@
 import streamlit as st
 
 from sasrec.config import RunConfig, configs
-from sasrec.rundir import CHECKPOINT, FAILED, FINISHED, INTERRUPTED, RUNNING, STOPPED
-from sasrec.ui import charts, state, widgets
+from sasrec.rundir import CHECKPOINT, FAILED, FINISHED, INTERRUPTED, QUEUED, RUNNING
+from sasrec.ui import charts, signin, state, widgets
 
 widgets.page_setup()
 
 ws = state.workspace()
 dataset = state.active_dataset()
+editor = signin.acting_user().can_edit  # a viewer sees the runs and their curves, and no control that changes them
 
 
 def forget_delete() -> None:
@@ -41,12 +42,12 @@ def live_view(run) -> None:
     """The run as its directory tells it; polled every second while it trains. The training
     process is not ours: the page only reads its files, so a reload or a second tab sees the
     same run."""
-    def phase():
-        return run.state(), bool(run.progress())
+    def phase():  # and whether the user may still change it: a sign-in that expires redraws the page
+        return run.state(), bool(run.progress()), signin.acting_user().can_edit
 
     first_phase = phase()
 
-    @st.fragment(run_every=1.0 if first_phase[0] == RUNNING else None)
+    @st.fragment(run_every=1.0 if first_phase[0] in (RUNNING, QUEUED) else None)
     def view():
         if phase() != first_phase:  # started training, or ended: refresh the sidebar and the runs table too
             st.rerun()
@@ -55,18 +56,16 @@ def live_view(run) -> None:
         st.badge(run_state, color=charts.STATE_COLORS.get(run_state, "gray"))
         if run_state == RUNNING and run.stop_requested():
             st.caption("Stopping after the current step…")
+        elif run_state == QUEUED:
+            queued_view(run)
         elif run_state not in (FAILED, INTERRUPTED):
             st.caption(summary["message"])
 
         if not progress and run_state == RUNNING:
             st.progress(0.0, text="Starting…")
         elif progress:
-            total_steps = progress["epochs"] * progress["steps_per_epoch"]
-            done = 1.0 if run_state == FINISHED else min(progress["global_step"] / total_steps, 1.0)
-            eta = (f" · about {charts.duration(progress['eta_seconds'])} left"
-                   if run_state == RUNNING and progress["eta_seconds"] >= 1 else "")
-            st.progress(done, text=f"{done:.0%} · epoch {progress['epoch']} of {progress['epochs']}, step "
-                                   f"{progress['step']} of {progress['steps_per_epoch']}{eta}")
+            done = 1.0 if run_state == FINISHED else progress_fraction(progress)
+            st.progress(done, text=f"{done:.0%} · {charts.progress_text(progress, running=run_state == RUNNING)}")
             st.caption(f"{progress['examples_per_second']:,.0f} positions per second on {summary['device']}")
             cells = st.columns(4)
             cells[0].metric("Elapsed", charts.short_duration(summary["duration_seconds"]),
@@ -77,10 +76,10 @@ def live_view(run) -> None:
                 cells[2].metric("Test NDCG@10", f"{summary['test_ndcg@10']:.4f}")
                 cells[3].metric("Test HR@10", f"{summary['test_hr@10']:.4f}")
 
-        if run_state == RUNNING and not run.stop_requested():
-            st.button("Stop", key="stop_run", icon=":material/stop_circle:", on_click=ws.stop_run, args=(run,),
-                      help="Ends the run after the current step; the best checkpoint so far stays usable.")
-        if run_state in (STOPPED, INTERRUPTED) and not ws.is_builtin(run):
+        if run_state == RUNNING and not run.stop_requested() and editor:
+            st.button("Stop", key="stop_run", icon=":material/stop_circle:", on_click=widgets.guarded(ws.stop_run),
+                      args=(run,), help="Ends the run after the current step; the best checkpoint so far stays usable.")
+        if run.resumable() and not ws.is_builtin(run) and editor:
             resume_form(run, progress)
         if run_state == FAILED:
             st.error(summary["message"], icon=":material/error:")
@@ -104,21 +103,55 @@ def live_view(run) -> None:
     view()
 
 
+def queued_view(run) -> None:
+    """A run waiting for a training slot: its place, when it should start, and (for an editor) Cancel."""
+    entry = next((e for e in ws.queue() if e["name"] == run.name), None)
+    if entry is None:  # started, or cancelled, since the page looked
+        return
+    st.markdown(f"**Number {entry['place']} in the queue** for {charts.device_label(entry['device'])}: it "
+                f"{charts.queue_start(entry['starts_in'])}.")
+    st.caption(f"At most {entry['slots']} run{'s' * (entry['slots'] > 1)} train at once on each device. This one starts "
+               f"by itself when a slot frees, whether or not a page is open. Queued by {entry['user']}.")
+    if editor:
+        st.button("Cancel", key="cancel_queued", icon=":material/cancel:", on_click=widgets.guarded(ws.cancel_run),
+                  args=(run,), help="Takes it out of the queue" + ("; it stays as it was." if entry["resume"]
+                                                                   else " and removes it: it has not trained."))
+
+
+def progress_fraction(progress: dict) -> float:
+    end = progress.get("end_step") or progress["epochs"] * progress["steps_per_epoch"]  # a run from before plans
+    return min(progress["global_step"] / max(end, 1), 1.0)
+
+
 def resume_form(run, progress: dict) -> None:
-    """Continue a stopped or interrupted run from its last checkpoint, with the same or a new epoch budget."""
+    """Continue a stopped or interrupted run, or one its time budget ended, from its last checkpoint:
+    with more time (a time budget's run) or more epochs."""
     if not (run.path / CHECKPOINT).is_file():
         st.caption("It ended before its first checkpoint, so it cannot be resumed: start a new run.")
         return
-    budget = int(progress.get("epochs") or (run.config().get("train") or {}).get("epochs") or 1)
+    train = run.config().get("train") or {}
+    limit = int(progress.get("epochs") or train.get("epochs") or 1)
     done = len(run.metrics())
+    budget_ended = run.state() == FINISHED
     with st.container(horizontal=True, vertical_alignment="bottom"):
-        epochs = st.number_input("Epochs in all", min_value=done + 1, max_value=10_000, value=max(budget, done + 1),
+        more = None
+        if train.get("time_budget"):
+            used = (run.status().get("elapsed_seconds") or 0) / 60
+            left = max(train["time_budget"] - used, 0)
+            more = st.number_input("More time (minutes)", min_value=0.5, max_value=7 * 24 * 60.0, step=1.0,
+                                   value=float(max(round(left), 1) if not budget_ended else 10), width=180,
+                                   key=f"resume_minutes_{run.name}",
+                                   help=f"{charts.duration(used * 60)} used so far. The learning rate rises to "
+                                        "where a run planned for the longer budget would be now, and decays to "
+                                        "zero at the new end.")
+        epochs = st.number_input("Epochs in all", min_value=done + 1, max_value=10_000, value=max(limit, done + 1),
                                  key=f"resume_epochs_{run.name}", width=160,
                                  help=f"{done} epoch{'s' * (done != 1)} done; it trains on up to this many in all.")
-        if st.button("Resume", key="resume_run", icon=":material/play_arrow:", type="primary",
+        label = "Train longer" if budget_ended else "Resume"
+        if st.button(label, key="resume_run", icon=":material/play_arrow:", type="primary",
                      help="Continues from the last checkpoint, with the same settings and data."):
             try:
-                ws.resume_run(run, epochs=epochs)
+                ws.resume_run(run, epochs=epochs, more_minutes=more)
             except widgets.USER_ERRORS as err:
                 widgets.error(err)
             else:
@@ -135,13 +168,10 @@ def use_faster(asked: tuple, faster: dict) -> None:
 
 def show_estimate(result: dict, asked: tuple) -> None:
     """The estimate below the form; for a long run, the faster settings and a button to use them."""
-    epochs = result["epochs"]
-    st.markdown(f"**About {charts.about(result['epoch_seconds']).removeprefix('about ')} per epoch**, up to "
-                f"{charts.about(result['total_seconds']).removeprefix('about ')} for {epochs} epoch{'s' * (epochs > 1)} "
-                "and the test evaluation.")
+    st.markdown(charts.estimate_text(result))
     st.caption(f"Timed on {result['steps_timed']} training steps of {result['steps_per_epoch']:,} per epoch "
                f"({result['seconds_per_step'] * 1000:,.0f} ms each, {result['threads']} thread"
-               f"{'s' * (result['threads'] > 1)}) and a validation sample. Early stopping usually ends a run sooner.")
+               f"{'s' * (result['threads'] > 1)}) and a validation sample.")
     faster = result.get("faster")
     if faster:
         changes = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in faster["changes"].items())
@@ -162,7 +192,7 @@ def select_run(key: str, names: list[str]) -> None:
 def runs_table(runs: list, active_name: str | None) -> None:
     """The runs, redrawn every few seconds while one trains: the page itself is drawn again only when the
     active run starts or ends, and a table drawn once would show a running run's duration as it was then."""
-    @st.fragment(run_every=widgets.LIVE_SECONDS if any(r.state() == RUNNING for r in runs) else None)
+    @st.fragment(run_every=widgets.LIVE_SECONDS if any(r.state() in (RUNNING, QUEUED) for r in runs) else None)
     def table():
         if state.active_run_name() != active_name:  # a row was selected: the whole page shows that run
             st.rerun()
@@ -179,11 +209,7 @@ def runs_table(runs: list, active_name: str | None) -> None:
     table()
 
 
-st.title("Train")
-form_column, live_column = st.columns([1, 2], gap="large")
-
-with form_column:
-    st.subheader("New run")
+def new_run_form() -> None:
     st.markdown(f"Dataset: **{dataset.name}**")
     st.page_link("pages/data.py", label="Choose another on the Data page", icon=":material/table_view:")
     state.restore_train_form(state.active_run())
@@ -223,6 +249,18 @@ with form_column:
     elif not start:
         st.caption("Estimate the time first: a few timed steps say how long an epoch and the whole run take here.")
 
+
+st.title("Train")
+form_column, live_column = st.columns([1, 2], gap="large")
+
+with form_column:
+    st.subheader("New run")
+    if editor:
+        new_run_form()
+    else:
+        st.info("You are a viewer here: you can watch the runs and their curves, and pick the model the other pages "
+                "show. Starting, stopping and deleting runs is for editors.", icon=":material/visibility:")
+
 with live_column:
     run = state.active_run()
     if run is None:
@@ -232,10 +270,11 @@ with live_column:
     else:
         title, delete = st.columns([4, 1], vertical_alignment="bottom")
         title.subheader(run.name)
-        delete.button("Delete…", key="delete_run", icon=":material/delete:", disabled=ws.is_builtin(run),
-                      on_click=st.session_state.update, kwargs={"deleting": run.name},
-                      help="The bundled demo model cannot be deleted." if ws.is_builtin(run) else None)
-        if st.session_state.get("deleting") == run.name:
+        if editor:
+            delete.button("Delete…", key="delete_run", icon=":material/delete:", disabled=ws.is_builtin(run),
+                          on_click=st.session_state.update, kwargs={"deleting": run.name},
+                          help="The bundled demo model cannot be deleted." if ws.is_builtin(run) else None)
+        if editor and st.session_state.get("deleting") == run.name:
             confirm_delete(run)
         live_view(run)
 
@@ -246,3 +285,20 @@ if not runs:
 else:
     runs_table(runs, state.active_run_name())
     st.caption("Select a run to make it the active model: the Playground, Attention and Evaluate pages use it.")
+
+queue = ws.queue()
+if queue:
+    st.subheader("Queue")
+    st.dataframe(charts.queue_table(queue), hide_index=True)
+    st.caption("Runs waiting for a free training slot on their device, first come first; each starts by itself. "
+               "The estimated start adds up what the runs ahead have left and will take.")
+
+if editor and signin.mode() == signin.SIGN_IN:  # who did what matters where several people sign in
+    st.subheader("Audit log")
+    entries = ws.audit_log(20)
+    if entries:
+        st.dataframe(charts.audit_table(entries), hide_index=True)
+        st.caption(f"The latest changes to this workspace and refused attempts, newest first; all of them are in "
+                   f"{ws.root.name}/audit.jsonl.")
+    else:
+        st.caption("No change to this workspace has been made from the app yet.")

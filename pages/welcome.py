@@ -1,8 +1,9 @@
 import streamlit as st
 
-from sasrec.ui import state, widgets
+from sasrec.ui import signin, state, widgets
 
 widgets.page_setup()
+signed_in = signin.current_user() is not None
 
 st.title("SASRec Explorer")
 st.markdown(
@@ -16,14 +17,18 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     st.image("assets/sasrec.svg", width="stretch")
 with right:
-    st.subheader("Ready to demo")
-    st.markdown(
-        "The bundled sample, a fictional streaming service with series, films and franchises, "
-        "and a model trained on it are already active. Try a horror fan who has just started a horror series."
-    )
-    if st.button("Open the Playground with an example", type="primary", icon=":material/play_arrow:", key="start_demo"):
-        state.start_demo()
-        st.switch_page("pages/playground.py")
+    if not signed_in:
+        st.subheader("Sign in")
+        signin.sign_in_panel()
+    else:
+        st.subheader("Ready to demo")
+        st.markdown(
+            "The bundled sample, a fictional streaming service with series, films and franchises, "
+            "and a model trained on it are already active. Try a horror fan who has just started a horror series."
+        )
+        if st.button("Open the Playground with an example", type="primary", icon=":material/play_arrow:", key="start_demo"):
+            state.start_demo()
+            st.switch_page("pages/playground.py")
 
 st.subheader("What each page does")
 pages = [
@@ -35,5 +40,8 @@ pages = [
 ]
 for column, (path, icon, text) in zip(st.columns(len(pages)), pages):
     with column.container(border=True, height="stretch"):
-        st.page_link(path, icon=icon)
+        if signed_in:
+            st.page_link(path, icon=icon)
+        else:  # its page is not there before signing in
+            st.markdown(f"{icon} **{path.removeprefix('pages/').removesuffix('.py').title()}**")
         st.caption(text)

@@ -6,6 +6,7 @@ and exit with status 2; a traceback means a bug.
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -29,9 +30,11 @@ from .evaluate import metrics_table
 from .inference import Recommender
 from .readers import Columns, DataError
 from .report import evaluate_run
+from .schedule import duration
 from .train import resolve_device, train
 
-RESUME_SETTINGS = ("epochs", "patience", "device", "threads")  # what a resumed run may change
+# What a resumed run may change. Its --time-budget is more time: what it has used, plus that.
+RESUME_SETTINGS = ("epochs", "patience", "device", "threads", "time_budget")
 
 
 def add_data_arguments(parser, optional=False):
@@ -93,7 +96,11 @@ def training_request(args) -> tuple[RunConfig, Path, bool]:
     if args.resume:
         run = rundir.Run(args.resume).require()
         config = RunConfig.read(run.path / "config.json")
-        config = with_settings(config, **{k: v for k, v in given.items() if k in RESUME_SETTINGS})
+        changes = {k: v for k, v in given.items() if k in RESUME_SETTINGS}
+        if "time_budget" in changes and (run.path / rundir.CHECKPOINT).is_file():
+            used = rundir.checkpoint_state(run.path / rundir.CHECKPOINT).get("elapsed_seconds", 0.0)
+            changes["time_budget"] += used / 60
+        config = with_settings(config, **changes)
         return replace(config, data=config.data.resolved_from(run.path)), run.path, True
     if not args.out:
         raise DataError("train needs --out RUN_DIR (or --resume RUN_DIR)")
@@ -131,7 +138,8 @@ def cmd_train(args):
                 if dist.is_main:
                     print(f"{setting} = {why}", flush=True)
         config = replace(config, data=config.data.relative_to(out))
-        result = train(dataset, config, out, on_progress=progress, resume=resume, dist=dist)
+        result = train(dataset, config, out, on_progress=progress, resume=resume, dist=dist,
+                       started=rundir.process_identity()["process_started"])
     except torch.OutOfMemoryError as err:
         message = (f"out of memory on {config.train.device}: try a smaller --batch-size or --maxlen, or "
                    f"--loss sampled-ce ({str(err).splitlines()[0][:200]})")
@@ -173,7 +181,9 @@ class ProgressPrinter:
         self.interactive = sys.stderr.isatty()
 
     def __call__(self, event):
-        if event["kind"] == "epoch":
+        if event["kind"] == "plan":
+            print(plan_line(event), flush=True)
+        elif event["kind"] == "epoch":
             line = f"epoch {event['epoch']}: loss {event['loss']:.4f}, {event['examples_per_second']:,.0f} positions/s"
             if "valid_ndcg@10" in event:
                 line += f", valid NDCG@10 {event['valid_ndcg@10']:.4f} HR@10 {event['valid_hr@10']:.4f}"
@@ -184,13 +194,26 @@ class ProgressPrinter:
         elif self.interactive:
             if self.bar is None:
                 from tqdm import tqdm
-                self.bar = tqdm(total=event["epochs"] * event["steps_per_epoch"], unit="step", dynamic_ncols=True)
-            self.bar.set_description(f"epoch {event['epoch']}/{event['epochs']}")
+                self.bar = tqdm(total=event["end_step"], unit="step", dynamic_ncols=True)
+            self.bar.total = event["end_step"]  # the plan may change with the measured pace
+            self.bar.set_description(f"epoch {event['epoch']}/{math.ceil(event['planned_epochs'])}")
             self.bar.update(event["global_step"] - self.bar.n)
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def plan_line(plan: dict) -> str:
+    """What the first timed steps say about the run's length."""
+    epoch = f"{plan['epoch_seconds']:.1f} s" if plan["epoch_seconds"] < 10 else duration(plan["epoch_seconds"])
+    if plan["ends_by_budget"]:
+        return (f"plan: about {plan['epochs']:.0f} epochs of {epoch} fit in the time budget of "
+                f"{duration(plan['budget_seconds'])}, with the final evaluation; the learning rate decays to zero "
+                "at the end")
+    return (f"plan: {plan['epoch_limit']} epochs of about {epoch} and the final evaluation take up to "
+            f"{duration(plan['seconds_left'])}; early stopping usually ends a run sooner (set a limit with "
+            "--time-budget, e.g. 10m)")
 
 
 def cmd_evaluate(args):
@@ -253,8 +276,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory to write")
     p.add_argument("--config", help="a run configuration (JSON, as in a run's config.json) to train")
     p.add_argument("--name", help="dataset name to record (default: the file name)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run (may change "
-                                                      f"{', '.join(RESUME_SETTINGS)})")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run, or one its time budget ended (may "
+                                                      f"change {', '.join(RESUME_SETTINGS)}; --time-budget is "
+                                                      "then more time)")
     p.add_argument("--preset", choices=list(PRESETS), default="auto", help=PRESET_HELP)
     add_setting_arguments(p)
 

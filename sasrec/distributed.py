@@ -73,6 +73,14 @@ class Distributed:
         dist.broadcast(value, src=0)
         return bool(value.item() > 0)
 
+    def number_from_main(self, value: float, device: torch.device) -> float:
+        """Rank 0's `value`, on every rank."""
+        if not self.active:
+            return value
+        tensor = torch.tensor([float(value)], device=device, dtype=torch.float64)
+        dist.broadcast(tensor, src=0)
+        return tensor.item()
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier()

@@ -27,12 +27,12 @@ from . import rundir
 from .config import RunConfig, with_settings
 from .evaluate import validation_metrics
 from .readers import DataError
+from .schedule import final_evaluation_seconds
 from .sequences import holdout
 
 STEPS, WARMUP = 8, 2  # timed training steps, after untimed ones
 BUDGET_SECONDS = 20.0  # stop timing steps after this long (a huge catalog), once a few are timed
 VALIDATION_SAMPLE = 1000  # users validated to time validation
-TEST_MODELS = 3  # the final test ranks every item for SASRec, most-popular and Markov
 LONG_SECONDS = 15 * 60  # a run longer than this gets faster settings offered
 
 
@@ -78,13 +78,20 @@ def estimate(dataset, config: RunConfig, steps: int = STEPS, warmup: int = WARMU
 
     validation_seconds = seconds_per_user * len(split)
     epoch_seconds = seconds_per_step * trainer.steps_per_epoch + validation_seconds / train.eval_every
-    test_seconds = seconds_per_user * len(holdout(dataset, "test")) * TEST_MODELS
+    test_seconds = final_evaluation_seconds(seconds_per_user, 1, len(holdout(dataset, "test")))
+    total_seconds = epoch_seconds * train.epochs + test_seconds
+    epochs = train.epochs
+    if train.time_budget:  # what the budget buys: the epochs that fit with the final evaluation
+        budget = train.time_budget * 60
+        epochs = min(train.epochs, max(0.0, (budget - test_seconds) / max(epoch_seconds, 1e-9)))
+        total_seconds = min(total_seconds, budget)
     settings = {name: value for name, value in (("maxlen", resolved.model.maxlen), ("hidden", resolved.model.hidden),
                                                 ("loss", train.loss), ("batch_size", train.batch_size),
                                                 ("lr", train.lr), ("epochs", train.epochs),
                                                 ("patience", train.patience))}
-    return {"epoch_seconds": epoch_seconds, "total_seconds": epoch_seconds * train.epochs + test_seconds,
-            "epochs": train.epochs, "steps_per_epoch": trainer.steps_per_epoch, "seconds_per_step": seconds_per_step,
+    return {"epoch_seconds": epoch_seconds, "total_seconds": total_seconds, "epochs": epochs,
+            "epoch_limit": train.epochs, "time_budget_seconds": train.time_budget and train.time_budget * 60,
+            "steps_per_epoch": trainer.steps_per_epoch, "seconds_per_step": seconds_per_step,
             "steps_timed": len(intervals), "validation_seconds": validation_seconds, "test_seconds": test_seconds,
             "settings": settings, "device": str(trainer.device), "threads": torch.get_num_threads()}
 

@@ -30,9 +30,11 @@ class SASRecConfig:
     num_blocks: int = setting(2, "self-attention blocks", flag="blocks", label="Blocks", form=True, low=1, high=24)
     num_heads: int = setting(2, "attention heads per block (must divide the hidden size)", flag="heads",
                              label="Heads", form=True, low=1, high=64)
-    # On ml-100k 0.3 beats the paper's 0.2 (bench/train_eval.py).
-    dropout: float = setting(0.3, "dropout on the embeddings and feed-forward layers", label="Dropout", form=True,
-                             low=0.0, high=0.9, step=0.05)
+    # None until chosen from the data (defaults.py); a model built from an unresolved config, to
+    # serve or to inspect, has none (the trainer always resolves it).
+    dropout: float | None = setting(None, "dropout on the embeddings and feed-forward layers (default: from the "
+                                          "data's density: 0.3 on a dense log, 0.5 on a sparse one)",
+                                    label="Dropout", form=True, low=0.0, high=0.9, step=0.05, type=float)
     # "paper": the placement of the authors' code (queries and FFN input normalised, residuals
     # taken from the normalised input); "pre": the standard pre-LN Transformer block.
     norm: str = setting("paper", "layer-norm placement", choices=("paper", "pre"))
@@ -40,7 +42,7 @@ class SASRecConfig:
     def __post_init__(self):
         if self.hidden % self.num_heads:
             raise ValueError(f"hidden size {self.hidden} is not divisible by {self.num_heads} heads")
-        if not 0 <= self.dropout < 1:
+        if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be at least 0 and below 1, not {self.dropout}")
         if self.norm not in ("paper", "pre"):
             raise ValueError(f"norm must be 'paper' or 'pre', not {self.norm!r}")
@@ -114,7 +116,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(config.hidden, config.hidden)
         self.fc2 = nn.Linear(config.hidden, config.hidden)
-        self.dropout = Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout or 0.0)
 
     def forward(self, x):
         return self.dropout(self.fc2(self.dropout(F.relu(self.fc1(x)))))
@@ -150,7 +152,7 @@ class SASRec(nn.Module):
         self.config = config
         self.item_embedding = nn.Embedding(config.num_items + 1, config.hidden, padding_idx=0)
         self.position_embedding = nn.Embedding(config.maxlen + 1, config.hidden, padding_idx=0)
-        self.dropout = Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout or 0.0)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_blocks))
         self.ln_final = nn.LayerNorm(config.hidden)
         # Xavier for the tables: the default N(0, 1), scaled by sqrt(d), swamps the positions.

@@ -2,6 +2,7 @@
 
     config.json          the run's RunConfig (config.py), with what was chosen and the dataset's shape
     launch.json          written once by whoever started the process (the app): its pid and start time
+    queued.json          while the run waits for a training slot (training_queue.py): when, by whom, its place
     status.json          {"state": running|finished|stopped|failed, "message": ...}; only the trainer writes it
     progress.json        the latest step: epoch, step, ETA, a thinned loss curve
     metrics.jsonl        one JSON object per epoch
@@ -35,6 +36,8 @@ from .files import atomic_write
 
 RUNNING, FINISHED, STOPPED, FAILED = "running", "finished", "stopped", "failed"
 INTERRUPTED = "interrupted"  # the status says running, but its process has gone
+QUEUED = "queued"  # waiting for a training slot: nothing runs for it yet
+QUEUE_FILE = "queued.json"
 CHECKPOINT = "checkpoint.safetensors"
 OUTPUTS = ("STOP", "best.safetensors", "last.safetensors", CHECKPOINT, "metrics.jsonl", "progress.json",
            "test_metrics.json")
@@ -130,6 +133,18 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
+def checkpoint_state(path: Path) -> dict:
+    """The loop's counters saved with a checkpoint (epoch, elapsed_seconds, ...), without loading
+    its tensors; RunError if it is not a checkpoint."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return json.loads((f.metadata() or {})["state"])
+    except (KeyError, json.JSONDecodeError, SafetensorError, OSError) as err:
+        raise RunError(f"{Path(path).name}: not a resumable checkpoint ({err})") from err
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore what save_checkpoint wrote; returns the loop's counters."""
     from safetensors import safe_open
@@ -214,6 +229,9 @@ class Run:
         return read_json(self.path / "launch.json", {}) or {}
 
     def status(self) -> dict:
+        queued = read_json(self.path / QUEUE_FILE)
+        if isinstance(queued, dict):
+            return {"state": QUEUED, "message": "waiting for a free training slot", **queued}
         status = read_json(self.path / "status.json")
         launch = self.launch()
         # A launch after the trainer's last word (a resumed run) is a process that has not written yet.
@@ -235,6 +253,11 @@ class Run:
             return status["state"]
         status = self.status()  # it may have written its last status and exited meanwhile
         return INTERRUPTED if status["state"] == RUNNING else status["state"]
+
+    def resumable(self) -> bool:
+        """Stopped or interrupted, or finished by its time budget: it can train on from its checkpoint."""
+        state = self.state()
+        return state in (STOPPED, INTERRUPTED) or (state == FINISHED and self.status().get("ended_by") == "budget")
 
     def is_alive(self) -> bool:
         """Whether the process that owns this run is still there."""

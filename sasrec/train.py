@@ -14,15 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from . import defaults, rundir
 from .distributed import Distributed
 from .evaluate import validation_metrics, validation_users
+from .losses import negative_log_q, sequence_loss
 from .model import SASRec
 from .report import write_evaluation
-from .sequences import training_windows
+from .schedule import FIRST_PLAN_STEPS, Pace, Schedule, duration
+from .sequences import holdout, training_windows
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -43,66 +44,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def sequence_loss(model, inputs, targets, loss: str, num_negatives: int = 256, item_log_q=None):
-    """Mean loss over the real (non-padding) positions of a batch. item_log_q (N+1,): log of the
-    probability with which sampled-ce draws each item as a negative; None draws uniformly."""
-    hidden, _ = model(inputs)
-    is_target = targets != 0
-    hidden, targets = hidden[is_target], targets[is_target]  # (M, d), (M,)
-    table = model.item_embedding.weight  # (N+1, d)
-    num_items = table.shape[0] - 1
-    if loss == "ce":  # over items 1..N; slicing the table, not the logits, keeps the backward small
-        return F.cross_entropy(hidden @ table[1:].T, targets - 1)
-    if loss == "bce":  # the positive's term plus the negative's, as in the paper
-        candidates = torch.stack([targets, negatives_excluding(targets, num_items)], dim=1)  # (M, 2)
-        logits = (hidden[:, None] * F.embedding(candidates, table)).sum(-1)  # (M, 2)
-        labels = torch.tensor([1.0, 0.0], device=logits.device).expand_as(logits)
-        return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(1).mean()
-    negatives, log_expected = shared_negatives(num_negatives, num_items, item_log_q, targets.device)
-    return sampled_cross_entropy(hidden, targets, table, negatives, log_expected)
-
-
-def shared_negatives(num_negatives: int, num_items: int, item_log_q, device):
-    """(negatives (K,), log of each one's expected count in the draw (K,)): K items drawn with
-    replacement, uniformly or from exp(item_log_q)."""
-    if item_log_q is None:
-        negatives = torch.randint(1, num_items + 1, (num_negatives,), device=device)
-        return negatives, torch.full((num_negatives,), math.log(num_negatives / num_items), device=device)
-    negatives = torch.multinomial(item_log_q.exp(), num_negatives, replacement=True)
-    return negatives, item_log_q[negatives] + math.log(num_negatives)
-
-
-def negative_log_q(targets, num_items: int, uniform_share: float = 0.5):
-    """(N+1,) log-probabilities of drawing each item as a sampled-ce negative: in proportion to how
-    often it is a training target, as in-batch negatives would be (those are the items a model
-    most often ranks too high), mixed with a uniform share so that every item is sometimes a
-    negative (mixed negative sampling, Yang et al. 2020). Padding is never drawn."""
-    counts = torch.bincount(targets.flatten(), minlength=num_items + 1).double()
-    counts[0] = 0
-    q = (1 - uniform_share) * counts / counts.sum().clamp(min=1) + uniform_share / num_items
-    q[0] = 0
-    return q.log().float()
-
-
-def sampled_cross_entropy(hidden, targets, table, negatives, log_expected):
-    """Softmax cross-entropy over each position's positive and K negatives shared by the batch,
-    made an estimate of the full softmax's: each negative's logit is lowered by the log of its
-    expected count in the draw, so that the negatives' exponentials sum, in expectation, to the
-    whole catalog's (the logQ correction; Bengio & Senecal 2008, Yi et al. RecSys 2019). Without
-    it, K uniform negatives weigh K/N of the catalog and the model learns a softer ranking.
-    A negative equal to the row's positive is masked there. hidden (M, d), targets (M,)."""
-    # One sparse lookup for both: a dense lookup's backward fills a catalog-sized gradient, and on a
-    # 1M-item catalog those fills, not the arithmetic, were most of a step. The table's gradient is
-    # still dense (the model's input lookup), so Adam is unchanged.
-    candidates = F.embedding(torch.cat([targets, negatives]), table, sparse=True)
-    positive_embeddings, negative_embeddings = candidates.split([len(targets), len(negatives)])
-    positive_logits = (hidden * positive_embeddings).sum(-1, keepdim=True)  # (M, 1)
-    negative_logits = hidden @ negative_embeddings.T - log_expected  # (M, K)
-    negative_logits = negative_logits.masked_fill(negatives[None] == targets[:, None], float("-inf"))
-    logits = torch.cat([positive_logits, negative_logits], dim=1)
-    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
-
-
 def length_batches(lengths: np.ndarray, batch_size: int, rng) -> list[np.ndarray]:
     """Batches of windows of similar length, in random order.
 
@@ -113,13 +54,6 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng) -> list[np.ndarray
     order = np.lexsort((rng.random(len(lengths)), lengths))
     batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def negatives_excluding(positives, num_items: int):
-    """One uniform negative per positive, never equal to it: draw from the N-1 other
-    items, then shift the draws at or above the positive up by one."""
-    negatives = torch.randint(1, num_items, positives.shape, device=positives.device)
-    return negatives + (negatives >= positives).long()
 
 
 class StopRequest:
@@ -209,6 +143,8 @@ class Trainer:
         self.status = rundir.StatusWriter(self.run_dir) if dist.is_main else None
         self.state = {"epoch": 0, "best_epoch": 0, "best_valid_ndcg@10": None, "stale": 0, "elapsed_seconds": 0.0}
         self.history, self.curve = [], LossCurve()
+        self.ended_by = None  # budget, epochs or early stopping, once the run has finished
+        self.announced = False  # whether on_progress has had the plan
         if dist.is_main:
             self.run.remove_temporaries()
         if resume:
@@ -236,6 +172,19 @@ class Trainer:
         if self.positions_per_epoch == 0:
             raise rundir.RunError("no training positions: every sequence is shorter than 2 items")
         self.mean_positions = self.positions_per_epoch / batches
+        budget = self.train_config.time_budget
+        self.schedule = Schedule(self.train_config.lr, self.steps_per_epoch, self.train_config.epochs,
+                                 budget_seconds=budget * 60 if budget else None)
+        self.global_step = self.first_step = self.state["epoch"] * self.steps_per_epoch  # this rank's steps so far
+        share = defaults.validation_share(config.model, self.train_config, dataset.num_items, self.positions_per_epoch,
+                                          len(self.validation_split), np.diff(dataset.offsets))
+        self.pace = Pace(self.steps_per_epoch, self.train_config.eval_every, share, len(self.validation_split),
+                         len(holdout(dataset, "test")))
+        if resume:  # the pace it trained at, so that a resumed run plans at once (more time: a later end)
+            self.pace.seconds_per_step = next((m["epoch_seconds"] / self.steps_per_epoch for m in reversed(self.history)
+                                               if "epoch_seconds" in m and "epoch_fraction" not in m), None)
+            self.pace.validation_seconds = next((m["validation_seconds"] for m in reversed(self.history)
+                                                 if "validation_seconds" in m), None)
         self.autocast = torch.autocast(device_type=self.device.type, dtype=self.precision or torch.float32,
                                        enabled=self.precision is not None)
 
@@ -265,24 +214,46 @@ class Trainer:
 
     def report_step(self, epoch: int, step: int, epoch_started: float, mean_loss: float) -> None:
         now = time.time()
-        global_step = (epoch - 1) * self.steps_per_epoch + step
-        self.curve.add(global_step, mean_loss)
-        seconds_per_step = (now - epoch_started) / step
+        self.curve.add(self.global_step, mean_loss)
+        schedule = self.schedule
         report = {"epochs": self.train_config.epochs, "steps_per_epoch": self.steps_per_epoch,
                   "device": str(self.device), "loss_curve": self.curve.points, "epoch": epoch, "step": step,
-                  "global_step": global_step, "loss": mean_loss, "elapsed_seconds": now - self.started,
-                  "eta_seconds": seconds_per_step * (self.train_config.epochs * self.steps_per_epoch - global_step),
+                  "global_step": self.global_step, "loss": mean_loss, "elapsed_seconds": now - self.started,
+                  "end_step": schedule.end_step, "planned_epochs": schedule.end_step / self.steps_per_epoch,
+                  "ends_by_budget": schedule.ends_by_budget(), "budget_seconds": schedule.budget_seconds,
+                  "learning_rate": schedule.learning_rate(self.global_step),
+                  "eta_seconds": self.pace.seconds_left(self.global_step, schedule.end_step),
+                  "seconds_per_step": self.pace.seconds_per_step,
                   "examples_per_second": self.positions_per_epoch * step / self.steps_per_epoch / (now - epoch_started)}
         rundir.write_json(self.run_dir / "progress.json", report)
         if self.on_progress:
             self.on_progress({"kind": "step", **report})
 
-    def set_learning_rate(self, global_step: int) -> None:
-        """Linear scaling with warm-up for a global batch of several processes (see LR_SCALING)."""
+    def set_learning_rate(self) -> None:
+        """The schedule's rate for the next step; with several processes, times the linear scaling
+        with warm-up for their larger global batch (see LR_SCALING)."""
+        lr = self.schedule.learning_rate(self.global_step)
         if self.dist.active:
-            warm = min(1.0, global_step / self.steps_per_epoch)
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.train_config.lr * (1 + (self.dist.world_size - 1) * warm)
+            warm = min(1.0, (self.global_step + 1) / self.steps_per_epoch)
+            lr *= 1 + (self.dist.world_size - 1) * warm
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def plan(self) -> None:
+        """Rank 0 plans when training ends, at the pace measured so far (Schedule.plan)."""
+        if self.dist.is_main:
+            self.schedule.plan(self.global_step, time.time() - self.started, self.pace)
+            if not self.announced and self.on_progress:
+                self.on_progress({"kind": "plan", **self.plan_summary()})
+                self.announced = True
+
+    def plan_summary(self) -> dict:
+        schedule, pace = self.schedule, self.pace
+        return {"end_step": schedule.end_step, "epochs": schedule.end_step / self.steps_per_epoch,
+                "epoch_limit": schedule.epoch_limit, "budget_seconds": schedule.budget_seconds,
+                "ends_by_budget": schedule.ends_by_budget(),
+                "epoch_seconds": (pace.seconds_per_step or 0.0) * self.steps_per_epoch,
+                "seconds_left": pace.seconds_left(self.global_step, schedule.end_step)}
 
     def epoch_batches(self) -> list[np.ndarray]:
         """This rank's batches of the epoch: every rank draws the same shuffled batches, then takes
@@ -301,10 +272,11 @@ class Trainer:
         # The epoch's window order goes to the device once; a step slices it there.
         order = torch.as_tensor(np.concatenate(batches), device=self.device)
         ends = np.cumsum([len(rows) for rows in batches])
+        steps_at_start, seen = self.global_step, 0
         for step, rows in enumerate(batches, start=1):
             width = int(self.lengths[rows].max())  # trim the all-padding columns on the left
             positions = int(self.lengths[rows].sum())
-            self.set_learning_rate((epoch - 1) * self.steps_per_epoch + step)
+            self.set_learning_rate()
             rows = order[ends[step - 1] - len(rows): ends[step - 1]]
             with self.autocast:
                 loss = self.step_model(self.inputs[rows, -width:], self.targets[rows, -width:], config.loss,
@@ -319,13 +291,26 @@ class Trainer:
             epoch_loss += loss.detach().float() * positions
             interval_loss += loss.detach().float() * positions
             interval_positions += positions
-            last = step == len(batches)
+            seen += positions
+            self.global_step += 1
+            self.pace.seconds_per_step = (time.time() - epoch_started) / step
+            if self.global_step - self.first_step == FIRST_PLAN_STEPS:  # the first plan from measured steps
+                self.plan()
+            if self.dist.is_main and self.schedule.out_of_time(time.time() - self.started, self.pace):
+                self.schedule.end_step = self.global_step
+            # With several processes, every rank learns of the end at the same sync point.
+            planned_end = not self.dist.active and self.schedule.done(self.global_step)
+            last = step == len(batches) or planned_end
             if self.dist.active:  # every rank reaches the same sync points, and leaves together
                 if step % SYNC_EVERY and not last:
                     continue
-                totals = torch.stack([interval_loss, torch.tensor(float(interval_positions), device=self.device),
-                                      torch.tensor(float(bool(stop)), device=self.device)])
-                loss_sum, counted, stopping = self.dist.sum(totals).tolist()
+                # Rank 0's plan goes to every rank with the sums: all ranks use one learning rate.
+                main_end = float(self.schedule.end_step if self.dist.is_main else 0)
+                totals = torch.tensor([0.0, float(interval_positions), float(bool(stop)), main_end], device=self.device)
+                totals[0] = interval_loss
+                loss_sum, counted, stopping, end_step = self.dist.sum(totals).tolist()
+                self.schedule.end_step = int(end_step)
+                planned_end = self.schedule.done(self.global_step)
             elif stop:
                 return rundir.STOPPED
             elif time.time() - last_report > 0.5 or last:
@@ -343,13 +328,22 @@ class Trainer:
                 last_report = time.time()
             interval_loss.zero_()
             interval_positions = 0
+            if planned_end:
+                break
         seconds = time.time() - epoch_started
         epoch_loss = self.dist.sum(epoch_loss).item()
-        return {"epoch": epoch, "loss": epoch_loss / self.positions_per_epoch, "epoch_seconds": seconds,
-                "examples_per_second": self.positions_per_epoch / seconds}
+        seen = int(self.dist.sum(torch.tensor(float(seen), device=self.device)).item())
+        metrics = {"epoch": epoch, "loss": epoch_loss / max(seen, 1), "epoch_seconds": seconds,
+                   "examples_per_second": seen / seconds}
+        steps = self.global_step - steps_at_start
+        if steps < len(batches):  # the plan ended it early
+            metrics["epoch_fraction"] = round(steps / len(batches), 4)
+        return metrics
 
     def validate(self, metrics: dict) -> dict:
+        started = time.time()
         metrics = metrics | validation_metrics(self.model, self.dataset, self.validation_split, self.device)
+        self.pace.validation_seconds = metrics["validation_seconds"] = time.time() - started
         best = self.state["best_valid_ndcg@10"]
         if best is None or metrics["valid_ndcg@10"] > best:
             self.state |= {"best_epoch": metrics["epoch"], "best_valid_ndcg@10": metrics["valid_ndcg@10"], "stale": 0}
@@ -370,9 +364,10 @@ class Trainer:
             self.on_progress({"kind": "epoch", **metrics})
 
     def loop(self, stop) -> tuple[str, str]:
-        """Epochs until the budget, early stopping, a stop request or divergence: (outcome, message)."""
+        """Epochs until the planned end (the epoch limit or the time budget), early stopping, a stop
+        request or divergence: (outcome, message)."""
         config = self.train_config
-        while self.state["epoch"] < config.epochs and not self.dist.any(bool(stop), self.device):
+        while not self.schedule.done(self.global_step) and not self.dist.any(bool(stop), self.device):
             epoch = self.state["epoch"] + 1
             metrics = self.train_epoch(epoch, stop)
             if metrics == rundir.STOPPED:  # mid-epoch: keep the weights, redo this epoch on resume
@@ -382,30 +377,59 @@ class Trainer:
                 return rundir.FAILED, metrics
             self.state["epoch"] = epoch
             if self.dist.is_main:
-                if epoch % config.eval_every == 0 or epoch == config.epochs:
+                if not self.schedule.done(self.global_step):  # plan again at the pace of the epoch just done
+                    self.pace.seconds_per_step = metrics["epoch_seconds"] / self.steps_per_epoch
+                    self.plan()
+                if epoch % config.eval_every == 0 or self.schedule.done(self.global_step):
                     metrics = self.validate(metrics)
                 self.end_epoch(metrics)
-            if self.dist.from_main(self.state["stale"] >= config.patience, self.device):
-                return rundir.FINISHED, f"early stop: no validation gain for {config.patience} validations"
-        if self.state["epoch"] < config.epochs:
+            self.schedule.end_step = int(self.dist.number_from_main(self.schedule.end_step, self.device))
+            if self.schedule.done(self.global_step):
+                return rundir.FINISHED, self.end_message(epoch, metrics)
+            patience = self.schedule.patience(config.patience, config.eval_every)
+            if self.dist.from_main(self.state["stale"] >= patience, self.device):
+                self.ended_by = "early stopping"
+                return rundir.FINISHED, f"early stop: no validation gain for {patience} validations"
+        if not self.schedule.done(self.global_step):
             return rundir.STOPPED, f"stopped by request after {self.state['epoch']} epochs"
-        return rundir.FINISHED, f"finished {config.epochs} epochs"
+        return rundir.FINISHED, self.end_message(self.state["epoch"], {})
+
+    def end_message(self, epoch: int, metrics: dict) -> str:
+        """Why a run that reached its planned end ended there (and ended_by, in a word)."""
+        fraction = metrics.get("epoch_fraction")
+        epochs = f"{epoch - 1 + fraction:.1f} epochs" if fraction else f"{epoch} epoch{'s' * (epoch != 1)}"
+        if self.schedule.ends_by_budget():
+            self.ended_by = "budget"
+            return f"its time budget of {duration(self.schedule.budget_seconds)} ended it after {epochs}"
+        self.ended_by = "epochs"
+        return f"finished {epochs}"
 
     def finish(self, outcome: str, message: str) -> dict:
-        summary = {"epochs": self.state["epoch"], "best_epoch": self.state["best_epoch"],
+        summary = {"epochs": self.state["epoch"], "best_epoch": self.state["best_epoch"], "ended_by": self.ended_by,
                    "best_valid_ndcg@10": self.state["best_valid_ndcg@10"],
                    "elapsed_seconds": time.time() - self.started, "device": str(self.device)}
         if not self.dist.is_main:
             return {"state": outcome, "message": message, **summary}
         if outcome == rundir.FINISHED and self.state["best_valid_ndcg@10"] is not None:
-            self.status.write(rundir.RUNNING, "evaluating on the test split, with the baselines")
+            self.status.write(rundir.RUNNING, "evaluating on the test split, with the baselines "
+                                              f"(about {duration(self.pace.reserve())})")
             rundir.load_model_weights(self.model, self.run.checkpoint("best"))
+            evaluation_started = time.time()
             summary["test"] = write_evaluation(self.run_dir, self.model, self.dataset, self.device)
+            summary["evaluation_seconds"] = time.time() - evaluation_started
+            summary["elapsed_seconds"] = time.time() - self.started
         self.status.write(outcome, message, **summary)
         return {"state": outcome, "message": message, **summary}
 
-    def run_all(self) -> dict:
-        self.started = time.time() - self.state["elapsed_seconds"]
+    def run_all(self, started: float | None = None) -> dict:
+        """Train, then evaluate. `started`: when the clock of a time budget starts (the command's
+        start, so that loading the data counts too); by default, now."""
+        self.started = (started or time.time()) - self.state["elapsed_seconds"]
+        if self.pace.seconds_per_step is not None:
+            self.plan()
+        else:  # until the first steps are timed
+            self.schedule.end_step = self.schedule.limit_step
+        self.schedule.end_step = int(self.dist.number_from_main(self.schedule.end_step, self.device))
         if self.dist.is_main:
             self.status.write(rundir.RUNNING, f"training on {self.device_name()}", started=self.started)
         with StopRequest(self.run_dir) as stop:
@@ -418,12 +442,13 @@ LR_SCALING = ("linear scaling with warm-up (Goyal et al. 2017): {n} processes ma
 
 
 def train(dataset, config, run_dir, on_progress=None, resume: bool = False,
-          dist: Distributed = Distributed()) -> dict:
+          dist: Distributed = Distributed(), started: float | None = None) -> dict:
     """Train SASRec on `dataset` as `config` (a config.RunConfig) says, writing the run directory;
-    returns the final status dict. Under torchrun, every rank calls this with its `dist`."""
+    returns the final status dict. Under torchrun, every rank calls this with its `dist`.
+    `started`: see Trainer.run_all."""
     if dist.is_main:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-    return Trainer(dataset, config, run_dir, on_progress, resume, dist).run_all()
+    return Trainer(dataset, config, run_dir, on_progress, resume, dist).run_all(started)
 
 
 def precision(device: torch.device) -> torch.dtype | None:

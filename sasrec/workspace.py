@@ -6,13 +6,21 @@ run" / "no such dataset". The registry also owns starting, stopping and deleting
 knowing whether their process is alive. The bundled sample data ("sample") and demo model
 ("demo") are listed first, are read-only, and their names are reserved.
 
+It is also the one place that changes the workspace, so it is where roles are checked: a
+Workspace acts for a user (access.py), every change first checks that they are an editor
+(refusing a viewer with AccessDenied, having changed nothing) and every change and refusal is
+a line of the audit log (audit.py). Training starts pass through the queue (training_queue.py).
+
     workspace/
       uploads/<sha256>/<file>        uploaded files, stored once per content
       datasets/<folder>/             Dataset.save(): interactions.parquet, items.parquet, meta.json
       runs/<name>/                   run directories (see rundir.py)
       recent.json                    the dataset and run used last, for a new visit
+      audit.jsonl                    who changed what, and when (audit.py)
+      queue.*                        the training queue's lock, settings and runner (training_queue.py)
 """
 
+import copy
 import hashlib
 import json
 import os
@@ -23,13 +31,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import psutil
 import torch
 
-from . import rundir
+from . import access, audit, rundir, training_queue
 from .config import DataConfig, RunConfig
 from .dataset import Preprocessing
 from .readers import Columns
@@ -75,24 +84,45 @@ class SavedDataset:
 
 
 class Workspace:
-    def __init__(self, root=None):
+    def __init__(self, root=None, user: access.User | Callable[[], access.User] = access.LOCAL):
+        """user: whom the changes are made for, or a function that says who it is at the moment of
+        each change (the app passes its session's, so that a button on a page drawn before a
+        sign-in expired is judged by who clicks it now). The default, the local user, is for the
+        command line and the tests; the app never relies on it (ui/state.py)."""
         self.root = Path(root or default_root())
+        self._user = user
         for folder in ("uploads", "datasets", "runs"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
+
+    def acting_as(self, user: access.User | Callable[[], access.User]) -> "Workspace":
+        """The same workspace, acting for another user."""
+        other = copy.copy(self)
+        other._user = user
+        return other
+
+    @property
+    def user(self) -> access.User:
+        return self._user() if callable(self._user) else self._user
+
+    def _change(self, action: str, **target):
+        return access.change(self.root, self.user, action, **target)
 
     # Uploads and datasets
 
     def store_upload(self, filename: str, content: bytes) -> Path:
         """Keep an uploaded file under its content hash; the same bytes are stored once. The
         file name is only kept, made safe, for its extension and for messages."""
-        if len(content) > MAX_UPLOAD_BYTES:
-            raise rundir.RunError(f"{slug(Path(filename).name)} is {len(content) / 2**20:,.0f} MB; uploads are "
-                                  f"limited to {MAX_UPLOAD_BYTES / 2**20:,.0f} MB")
-        digest = hashlib.sha256(content).hexdigest()
-        path = self.root / "uploads" / digest[:16] / slug(Path(filename.replace("\\", "/")).name)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            rundir.atomic_write(path, lambda tmp: Path(tmp).write_bytes(content))
+        name = slug(Path(filename.replace("\\", "/")).name)
+        with self._change("upload", file=name, bytes=len(content)) as target:
+            if len(content) > MAX_UPLOAD_BYTES:
+                raise rundir.RunError(f"{name} is {len(content) / 2**20:,.0f} MB; uploads are "
+                                      f"limited to {MAX_UPLOAD_BYTES / 2**20:,.0f} MB")
+            digest = hashlib.sha256(content).hexdigest()
+            path = self.root / "uploads" / digest[:16] / name
+            target["sha256"] = digest
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                rundir.atomic_write(path, lambda tmp: Path(tmp).write_bytes(content))
         return path
 
     def datasets(self) -> list[SavedDataset]:
@@ -135,15 +165,18 @@ class Workspace:
     def save_dataset(self, dataset, name: str, fingerprint: dict) -> SavedDataset:
         """Save a dataset; if one with the same fingerprint (source hash, roles, preprocessing)
         exists already, return that instead of a duplicate."""
-        existing = self.find_dataset(fingerprint)
-        if existing is not None:
-            return existing
-        name = self._free_name(slug(name), {d.name for d in self.datasets()})
-        folder = self.root / "datasets" / self._free_name(name, {p.name for p in (self.root / "datasets").iterdir()})
-        dataset.save(folder)
-        meta = rundir.read_json(folder / "meta.json", {}) | {"name": name, "fingerprint": _fingerprint_key(fingerprint),
-                                                             "saved": time.time()}
-        rundir.write_json(folder / "meta.json", meta)
+        with self._change("save", dataset=slug(name)) as target:
+            existing = self.find_dataset(fingerprint)
+            if existing is not None:
+                target.update(dataset=existing.name, already_saved=True)
+                return existing
+            name = self._free_name(slug(name), {d.name for d in self.datasets()})
+            folder = self.root / "datasets" / self._free_name(name, {p.name for p in (self.root / "datasets").iterdir()})
+            dataset.save(folder)
+            meta = rundir.read_json(folder / "meta.json", {}) | {"name": name, "fingerprint": _fingerprint_key(fingerprint),
+                                                                 "saved": time.time()}
+            rundir.write_json(folder / "meta.json", meta)
+            target.update(dataset=name, source=meta.get("source"))
         return SavedDataset(name, folder, meta)
 
     def runs_using(self, entry: SavedDataset) -> list[str]:
@@ -157,20 +190,22 @@ class Workspace:
         return used
 
     def rename_dataset(self, name: str, new_name: str) -> SavedDataset:
-        entry = self.dataset(name)
-        if entry.builtin:
-            raise rundir.RunError("the bundled sample cannot be renamed")
-        new_name = slug(new_name)
-        if new_name in {d.name for d in self.datasets()} - {entry.name} or new_name in RESERVED:
-            raise rundir.RunError(f"a dataset named {new_name!r} exists already")
-        rundir.write_json(entry.path / "meta.json", entry.meta | {"name": new_name})
+        with self._change("rename", dataset=str(name)[:80], to=slug(new_name)):
+            entry = self.dataset(name)
+            if entry.builtin:
+                raise rundir.RunError("the bundled sample cannot be renamed")
+            new_name = slug(new_name)
+            if new_name in {d.name for d in self.datasets()} - {entry.name} or new_name in RESERVED:
+                raise rundir.RunError(f"a dataset named {new_name!r} exists already")
+            rundir.write_json(entry.path / "meta.json", entry.meta | {"name": new_name})
         return replace(entry, name=new_name)
 
     def delete_dataset(self, name: str) -> None:
-        entry = self.dataset(name)
-        if entry.builtin:
-            raise rundir.RunError("the bundled sample cannot be deleted")
-        _remove(entry.path, self.root / "datasets")
+        with self._change("delete", dataset=str(name)[:80]):
+            entry = self.dataset(name)
+            if entry.builtin:
+                raise rundir.RunError("the bundled sample cannot be deleted")
+            _remove(entry.path, self.root / "datasets")
 
     # Runs
 
@@ -214,46 +249,69 @@ class Workspace:
                   estimate: dict | None = None) -> rundir.Run:
         """Write the run's config into a new run directory and start `python -m sasrec train
         --config` on it, in its own process and session: it outlives the browser session and the
-        script rerun that started it. `config.data` is filled in here: the run trains on exactly
-        the saved dataset. The preset and the estimate the Train page showed are kept in
-        launch.json, for the form after a reload and for "the first checkpoint comes in about ..."."""
-        data = self.data_config(dataset_name)
-        name = slug(name)
-        if name in RESERVED:
-            raise rundir.RunError(f"{name!r} is the bundled model's name: choose another")
-        if name in {r.name for r in self.runs()}:
-            raise rundir.RunError(f"a run named {name!r} exists already")
-        check_devices(config)
-        out = self.root / "runs" / name
-        out.mkdir(parents=True)
-        replace(config, data=data.relative_to(out)).write(out / "config.json")
-        argv = ["train", "--config", str(out / "config.json"), "--out", str(out)]
-        if not config.train.threads:
-            argv += ["--threads", str(training_threads())]
-        launched = {"dataset": data.name, "preset": preset} | ({"estimate": estimate} if estimate else {})
-        return self._launch(out, argv, launched)
+        script rerun that started it; or, when its device's training slots are taken, queue it
+        (training_queue.py). `config.data` is filled in here: the run trains on exactly the saved
+        dataset. The preset and the estimate the Train page showed are kept in launch.json, for
+        the form after a reload and for "the first checkpoint comes in about ..."."""
+        with self._change("start", run=slug(name), dataset=str(dataset_name)[:80]) as target:
+            data = self.data_config(dataset_name)
+            name = slug(name)
+            if name in RESERVED:
+                raise rundir.RunError(f"{name!r} is the bundled model's name: choose another")
+            device = training_queue.device_key(str(check_devices(config)))
+            with training_queue.locked(self.root):  # two starts of one name: the second is told it exists
+                if name in {r.name for r in self.runs()}:
+                    raise rundir.RunError(f"a run named {name!r} exists already")
+                out = self.root / "runs" / name
+                out.mkdir(parents=True)
+                replace(config, data=data.relative_to(out)).write(out / "config.json")
+                launched = {"dataset": data.name, "preset": preset} | ({"estimate": estimate} if estimate else {})
+                target["queued"] = training_queue.submit(self, rundir.Run(out), {
+                    "device": device, "user": self.user.name, "resume": False, "launched": launched})
+        return rundir.Run(out)
 
-    def resume_run(self, run: rundir.Run, epochs: int | None = None) -> rundir.Run:
-        """Continue a stopped or interrupted run from its last checkpoint, in the background as
-        start_run does (`python -m sasrec train --resume`), optionally with a new epoch budget."""
-        run = self.run(run.name)
-        if self.is_builtin(run):
-            raise rundir.RunError("the bundled demo model cannot be trained further: start a new run")
-        state = run.state()
-        if state not in (rundir.STOPPED, rundir.INTERRUPTED):
-            raise rundir.RunError(f"run {run.name} is {state}: only a stopped or interrupted run can be resumed")
-        if not (run.path / rundir.CHECKPOINT).is_file():
-            raise rundir.RunError(f"run {run.name} ended before its first checkpoint, so there is nothing to resume: "
-                                  "start a new run")
-        argv = ["train", "--resume", str(run.path)]
-        if epochs:
-            argv += ["--epochs", str(int(epochs))]
-        if not (run.config().get("train") or {}).get("threads"):
+    def resume_run(self, run: rundir.Run, epochs: int | None = None, more_minutes: float | None = None) -> rundir.Run:
+        """Continue a stopped or interrupted run, or one its time budget ended, from its last
+        checkpoint, in the background as start_run does (`python -m sasrec train --resume`, through
+        the queue), optionally with a new epoch limit and more time."""
+        with self._change("resume", run=str(run.name)[:80], epochs=epochs, more_minutes=more_minutes) as target:
+            run = self.run(run.name)
+            if self.is_builtin(run):
+                raise rundir.RunError("the bundled demo model cannot be trained further: start a new run")
+            with training_queue.locked(self.root):
+                if not run.resumable():
+                    raise rundir.RunError(f"run {run.name} is {run.state()}: only a stopped or interrupted run, or "
+                                          "one its time budget ended, can be resumed")
+                if not (run.path / rundir.CHECKPOINT).is_file():
+                    raise rundir.RunError(f"run {run.name} ended before its first checkpoint, so there is nothing to "
+                                          "resume: start a new run")
+                (run.path / "STOP").unlink(missing_ok=True)  # the stop it obeyed is not a request to stop again
+                previous = run.launch()
+                recorded = run.config()  # the trainer recorded the device it chose
+                device = training_queue.device_key(str(recorded.get("device") or resolve_device(
+                    (recorded.get("train") or {}).get("device") or "auto")))
+                target["queued"] = training_queue.submit(self, run, {
+                    "device": device, "user": self.user.name, "resume": True, "epochs": int(epochs) if epochs else None,
+                    "more_minutes": float(more_minutes) if more_minutes else None,
+                    "launched": {key: previous[key] for key in ("dataset", "preset") if key in previous}
+                    | {"resumed": True}})
+        return rundir.Run(run.path)
+
+    def _train_argv(self, out: Path, entry: dict) -> list[str]:
+        """The `python -m sasrec` arguments that train the run in `out` as its queue entry says: from its
+        config.json, or resumed from its checkpoint (with a new epoch limit and more time if given), on
+        every core unless it names a number."""
+        if entry.get("resume"):
+            argv = ["train", "--resume", str(out)]
+            if entry.get("epochs"):
+                argv += ["--epochs", str(int(entry["epochs"]))]
+            if entry.get("more_minutes"):
+                argv += ["--time-budget", f"{float(entry['more_minutes']):g}m"]
+        else:
+            argv = ["train", "--config", str(out / "config.json"), "--out", str(out)]
+        if not (rundir.Run(out).config().get("train") or {}).get("threads"):
             argv += ["--threads", str(training_threads())]
-        (run.path / "STOP").unlink(missing_ok=True)  # the stop it obeyed is not a request to stop again
-        previous = run.launch()
-        return self._launch(run.path, argv, {key: previous[key] for key in ("dataset", "preset") if key in previous}
-                            | {"resumed": True})
+        return argv
 
     def _launch(self, out: Path, argv: list[str], launched: dict) -> rundir.Run:
         """Start `python -m sasrec ARGV` for the run in `out`, at low priority, and record its
@@ -276,7 +334,9 @@ class Workspace:
     def estimate(self, dataset_name: str, config: RunConfig, timeout: float = ESTIMATE_TIMEOUT) -> dict:
         """Time a few training steps of `config` on the dataset (estimate.py), in a process of its
         own with the threads and priority a run gets: seconds per epoch and in total, and faster
-        settings with their estimate when the run would be long. RunError if it cannot."""
+        settings with their estimate when the run would be long. RunError if it cannot. An editor's
+        tool: it takes the cores a run would."""
+        access.allowed(self.root, self.user, "estimate", dataset=str(dataset_name)[:80])
         check_devices(config)
         config = replace(config, data=self.data_config(dataset_name))
         argv = [sys.executable, "-m", "sasrec.estimate", "--config", "-", "--faster"]
@@ -296,31 +356,66 @@ class Workspace:
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     def stop_run(self, run: rundir.Run) -> None:
-        """Ask the run to end after its current step (a STOP file, then SIGTERM to its own process)."""
-        run = self.run(run.name)
-        if self.is_builtin(run):
-            return
-        run.request_stop()
-        _signal(run.status(), signal.SIGTERM)
+        """Ask the run to end after its current step (a STOP file, then SIGTERM to its own process);
+        a run still waiting in the queue is taken out of it instead (see cancel_run)."""
+        with self._change("stop", run=str(run.name)[:80]) as target:
+            run = self.run(run.name)
+            if self.is_builtin(run):
+                return
+            with training_queue.locked(self.root):
+                if run.state() == rundir.QUEUED:
+                    target["was_queued"] = True
+                    self._dequeue(run)
+                    return
+            _stop(run)
+
+    def cancel_run(self, run: rundir.Run) -> None:
+        """Take a waiting run out of the queue: a new run goes with it, as it never trained; a stopped
+        run that waited to resume stays as it was."""
+        with self._change("cancel", run=str(run.name)[:80]):
+            run = self.run(run.name)
+            with training_queue.locked(self.root):
+                state = run.state()
+                if state != rundir.QUEUED:
+                    raise rundir.RunError(f"run {run.name} is {state}, not waiting in the queue")
+                self._dequeue(run)
+
+    def _dequeue(self, run: rundir.Run) -> None:
+        (run.path / rundir.QUEUE_FILE).unlink(missing_ok=True)
+        if not any((run.path / name).exists() for name in ("status.json", "launch.json")):
+            _remove(run.path, self.root / "runs")
+
+    def queue(self) -> list[dict]:
+        """The runs waiting for a training slot, first come first, with their places and estimated
+        starts (training_queue.summary)."""
+        return training_queue.summary(self)
+
+    def audit_log(self, count: int = 20) -> list[dict]:
+        """The latest entries of the audit log, newest first: for editors, as it names who did what."""
+        access.allowed(self.root, self.user, "audit")
+        return audit.last(self.root, count)
 
     def delete_run(self, run: rundir.Run, wait: float = STOP_WAIT_SECONDS) -> None:
-        """Stop the run if it is alive, wait for its process to exit (killing it after `wait`
-        seconds), then remove its directory."""
-        run = self.run(run.name)
-        if self.is_builtin(run):
-            raise rundir.RunError("the bundled demo model cannot be deleted")
-        if run.is_alive():
-            self.stop_run(run)
-            deadline = time.time() + wait
-            while run.is_alive() and time.time() < deadline:
-                time.sleep(0.1)
+        """Take the run out of the queue, or stop it if it is alive and wait for its process to exit
+        (killing it after `wait` seconds), then remove its directory."""
+        with self._change("delete", run=str(run.name)[:80]):
+            run = self.run(run.name)
+            if self.is_builtin(run):
+                raise rundir.RunError("the bundled demo model cannot be deleted")
+            with training_queue.locked(self.root):  # not started from the queue while it goes
+                (run.path / rundir.QUEUE_FILE).unlink(missing_ok=True)
             if run.is_alive():
-                _signal(run.status(), signal.SIGKILL)
-                while run.is_alive() and time.time() < deadline + 5:
+                _stop(run)
+                deadline = time.time() + wait
+                while run.is_alive() and time.time() < deadline:
                     time.sleep(0.1)
-            if run.is_alive():
-                raise rundir.RunError(f"run {run.name} did not stop; it was not deleted")
-        _remove(run.path, self.root / "runs")
+                if run.is_alive():
+                    _signal(run.status(), signal.SIGKILL)
+                    while run.is_alive() and time.time() < deadline + 5:
+                        time.sleep(0.1)
+                if run.is_alive():
+                    raise rundir.RunError(f"run {run.name} did not stop; it was not deleted")
+            _remove(run.path, self.root / "runs")
 
     def run_summary(self, run: rundir.Run) -> dict:
         """One row of the runs table, read from the run directory. Its duration is the trainer's clock:
@@ -351,7 +446,11 @@ class Workspace:
         return recent if isinstance(recent, dict) else {}
 
     def remember(self, **used: str) -> None:
-        rundir.write_json(self.root / "recent.json", self.recent() | used)
+        """Make these the dataset and run a new visit opens on. Only an editor's choice does: a viewer's
+        stays in their own session and link, so that clicking around does not change what the next
+        visitor sees first. Not a change of the workspace's content, so neither refused nor audited."""
+        if self.user.can_edit:
+            rundir.write_json(self.root / "recent.json", self.recent() | used)
 
 
 def _children(folder: Path) -> list[Path]:
@@ -364,6 +463,11 @@ def _remove(path: Path, parent: Path) -> None:
     if path.is_symlink() or path.resolve().parent != parent.resolve():
         raise rundir.RunError(f"refusing to delete {path.name}: it is not a folder of the workspace")
     shutil.rmtree(path)
+
+
+def _stop(run: rundir.Run) -> None:
+    run.request_stop()
+    _signal(run.status(), signal.SIGTERM)
 
 
 def _signal(identity: dict, signum: int) -> None:
@@ -386,9 +490,10 @@ def training_threads() -> int:
     return os.cpu_count() or 1
 
 
-def check_devices(config: RunConfig) -> None:
-    """Refuse here, with the reason, a device the trainer would refuse in a background process."""
-    resolve_device(config.train.device)
+def check_devices(config: RunConfig) -> torch.device:
+    """The device the run will train on; refused here, with the reason, if the trainer would refuse
+    it in a background process."""
+    return resolve_device(config.train.device)
 
 
 def devices() -> dict[str, str]:

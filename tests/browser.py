@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from sasrec import training_queue
 from sasrec.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,17 +28,21 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(workspace: Path, stop_runs: bool = True, cpus: str | None = None):
+def running_app(workspace: Path, stop_runs: bool = True, cpus: str | None = None, args: tuple = (),
+                env: dict | None = None):
     """Start `streamlit run app.py` on `workspace`; yield its base URL once it is healthy. At the
     end, the runs it trains are stopped, unless stop_runs is False. cpus: a taskset CPU list
-    ("0", "0,1") to keep the server on, for benches that give browsers other cores."""
+    ("0", "0,1") to keep the server on, for benches that give browsers other cores. args: more
+    command-line arguments (Streamlit options, then "--" and the app's own, such as "--viewer");
+    env: more environment variables for the server."""
     port = free_port()
     log = open(workspace / "server.log", "wb")
     server = subprocess.Popen(
         (["taskset", "-c", cpus] if cpus else []) +
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1"],
-        cwd=ROOT, env=os.environ | {"SASREC_WORKSPACE": str(workspace)}, stdout=log, stderr=subprocess.STDOUT)
+         "--server.headless", "true", "--server.address", "127.0.0.1", *args],
+        cwd=ROOT, env=os.environ | {"SASREC_WORKSPACE": str(workspace)} | (env or {}), stdout=log,
+        stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -56,8 +61,10 @@ def running_app(workspace: Path, stop_runs: bool = True, cpus: str | None = None
         server.terminate()
         server.wait(timeout=20)
         log.close()
-        # Training runs live in their own sessions; end the ones this server started.
+        # Training runs live in their own sessions; end the ones this server started, and the queue.
         ws = Workspace(workspace)
+        for run, _ in training_queue.waiting(ws) if stop_runs else []:
+            ws.cancel_run(run)
         for run in ws.runs():
             if stop_runs and run.is_alive():
                 ws.stop_run(run)

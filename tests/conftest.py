@@ -1,9 +1,11 @@
 import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
-from sasrec import cli
+from sasrec import cli, training_queue
 from sasrec.config import DataConfig, RunConfig, configs
 from sasrec.dataset import Preprocessing, build_dataset
 from sasrec.readers import Columns
@@ -18,13 +20,24 @@ def workspace(tmp_path, monkeypatch):
     """An empty workspace, the one the app's pages see too. Runs are separate processes: any a
     failed test left running are stopped (a resume inside the test process is not one of them)."""
     monkeypatch.setenv("SASREC_WORKSPACE", str(tmp_path / "workspace"))
-    state.workspace.clear()
+    state.shared_workspace.clear()
     ws = Workspace()
     yield ws
+    for run, _ in training_queue.waiting(ws):  # so that the queue's runner ends
+        ws.cancel_run(run)
     for run in ws.runs():
         if run.is_alive() and run.status().get("pid") != os.getpid():
             ws.stop_run(run)
-    state.workspace.clear()
+    state.shared_workspace.clear()
+
+
+@pytest.fixture
+def sleeper():
+    """A process that stands for a training run's trainer (its pid and start time make a live run)."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process
+    process.kill()
+    process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +85,10 @@ def run_config():
 
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
-    """Base URL of a running app whose workspace is a fresh temporary folder."""
-    with running_app(tmp_path_factory.mktemp("workspace")) as url:
+    """Base URL of a running app whose workspace is a fresh temporary folder. The browser tests share
+    it and some leave a run training: with slots for several runs at once, none waits for another
+    test's run (the queue has tests of its own, each with its own server)."""
+    with running_app(tmp_path_factory.mktemp("workspace"), env={"SASREC_TRAINING_SLOTS": "8"}) as url:
         yield url
 
 

@@ -293,7 +293,7 @@ def test_estimate_then_start(workspace, tiny):
     at.button(key="estimate_training").click().run()
     assert not errors(at), errors(at)
     shown = " ".join(m.value for m in at.markdown)
-    assert "per epoch" in shown and "for 2 epochs and the test evaluation" in shown
+    assert "per epoch" in shown and "all 2 epochs and the test evaluation fit in the budget" in shown
     assert any("training steps of" in c.value for c in at.caption)
     at.text_input(key="train_run_name").set_value("estimated")
     at.button(key="start_training").click().run()

@@ -20,7 +20,7 @@ from sasrec.sequences import MIN_LENGTH
 from tests.browser import ROOT
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
-OPEN = ("maxlen", "loss", "num_negatives", "batch_size", "lr", "valid_users", "patience", "eval_every")
+OPEN = ("maxlen", "dropout", "loss", "num_negatives", "batch_size", "lr", "valid_users", "patience", "eval_every")
 
 
 def shaped(lengths, num_items):
@@ -63,8 +63,8 @@ def test_every_open_setting_is_chosen_with_a_reason_and_given_ones_are_kept(leng
 
 
 def test_flags_override_every_choice():
-    given = {"maxlen": 7, "loss": "bce", "num_negatives": 3, "batch_size": 5, "lr": 0.123, "valid_users": 11,
-             "patience": 4, "eval_every": 2}
+    given = {"maxlen": 7, "dropout": 0.15, "loss": "bce", "num_negatives": 3, "batch_size": 5, "lr": 0.123,
+             "valid_users": 11, "patience": 4, "eval_every": 2}
     config = resolved(shaped([5] * 20_000, 1_000_000), **given)
     assert {name: values(config)[name] for name in given} == given
     assert config.chosen == {}
@@ -94,6 +94,23 @@ def test_the_loss_is_full_softmax_while_it_is_cheap_then_sampled():
     # Sampled negatives are fewer than the catalog, and the batch is larger to share them.
     assert 1 <= big.train.num_negatives < big.model.num_items or big.train.num_negatives < affordable
     assert big.train.batch_size >= small.train.batch_size
+
+
+def test_dropout_follows_the_density_of_the_log():
+    dense = resolved(shaped([50] * 100, 200))  # 25% of user-item pairs
+    sparse = resolved(shaped([8] * 20_000, 12_000))  # 0.07%, like Amazon Beauty
+    assert dense.model.dropout == defaults.DROPOUT["dense"] < sparse.model.dropout == defaults.DROPOUT["sparse"]
+    assert "dense (25.00%" in dense.chosen["dropout"] and "sparse" in sparse.chosen["dropout"]
+    assert resolved(shaped([8] * 20_000, 12_000), preset="paper").model.dropout == defaults.DROPOUT["sparse"]
+
+
+@pytest.mark.parametrize("users, length, batch", [(943, 106, 32), (22_363, 9, 256), (4_000, 9, 32), (12_000, 9, 128),
+                                                  (300_000, 9, 256)])
+def test_batches_keep_about_80_steps_an_epoch_within_bounds(users, length, batch):
+    config = resolved(shaped([length] * users, 5_000))
+    windows = users * -(-(length - 2) // config.model.maxlen)
+    assert config.train.batch_size == batch and f"{windows:,} training windows" in config.chosen["batch_size"]
+    assert batch == defaults.BATCH_BOUNDS[0] or windows / batch >= defaults.STEPS_PER_EPOCH
 
 
 @pytest.mark.parametrize("users", [50, defaults.VALIDATION_SAMPLE, defaults.VALIDATION_SAMPLE + 1, 123_456])
@@ -136,7 +153,7 @@ def test_train_prints_every_choice_and_config_json_keeps_it(tmp_path):
     printed = dict(line.split(" = ", 1) for line in result.stdout.splitlines() if " = " in line)
     assert printed == config["chosen"]
     for name, why in config["chosen"].items():
-        assert says_its_value(name, config["model" if name == "maxlen" else "train"][name], why)
+        assert says_its_value(name, config["model" if name in ("maxlen", "dropout") else "train"][name], why)
 
 
 @settings(max_examples=40, deadline=None)

@@ -84,3 +84,18 @@ def test_the_device_menu_lists_every_gpu_with_its_memory(monkeypatch):
     assert menu["auto"].startswith("Auto: GPU 0") and "cpu" in menu
     assert device_name(torch.device("cuda"), torch.bfloat16) == "CUDA (NVIDIA H100, bf16)"
     assert device_name(torch.device("cuda"), torch.float16) == "CUDA (NVIDIA H100, fp16)"
+
+
+def test_two_processes_end_together_at_the_time_budget(log, tmp_path):
+    """Rank 0 plans the end and every rank learns it at the same sync point: both stop there, at one
+    learning rate, and the run says the budget ended it."""
+    out = tmp_path / "run"
+    ddp = train(log, "--out", out, "--batch-size", 16, "--epochs", 1000, *SETTINGS[2:], "--time-budget", "25s",
+                processes=2)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    run = rundir.Run(out)
+    status = run.status()
+    assert status["state"] == "finished" and status["ended_by"] == "budget", status
+    assert ddp.stdout.count("finished:") == 1 and "time budget of 25 s ended it" in ddp.stdout
+    assert 1 <= len(run.metrics()) < 1000 and status["elapsed_seconds"] < 25 + 5
+    assert run.progress()["learning_rate"] < 0.1 * run.config()["train"]["lr"] * 2  # two processes: twice the rate

@@ -17,18 +17,19 @@ from hypothesis import strategies as st
 from sasrec import rundir
 from sasrec.dataset import build_dataset, load_dataset
 from sasrec.inference import Recommender
-from sasrec.model import SASRec, SASRecConfig
-from sasrec.readers import Columns
-from sasrec.sequences import training_windows
-from sasrec.synthetic import generate, next_episode_prefixes
-from sasrec.train import (
+from sasrec.losses import (
+    full_softmax_ce,
     negative_log_q,
     negatives_excluding,
     sampled_cross_entropy,
     sequence_loss,
     shared_negatives,
-    train,
 )
+from sasrec.model import SASRec, SASRecConfig
+from sasrec.readers import Columns
+from sasrec.sequences import training_windows
+from sasrec.synthetic import generate, next_episode_prefixes
+from sasrec.train import train
 from tests.browser import ROOT
 
 
@@ -94,6 +95,40 @@ def test_each_loss_is_finite_and_has_gradients(loss):
     assert math.isfinite(value.item()) and value.item() > 0
     assert model.item_embedding.weight.grad.abs().sum() > 0
 
+
+
+@pytest.mark.parametrize("chunk_logits", [1, 7 * 41, 1 << 21])  # a row per chunk, uneven chunks, one chunk
+def test_full_softmax_matches_cross_entropy_with_its_gradients(monkeypatch, chunk_logits):
+    """The chunked loss is F.cross_entropy over items 1..N, exactly in fp32, with the same gradients
+    for the hidden states and for every row of the table (none for the padding row)."""
+    import sasrec.losses
+
+    monkeypatch.setitem(sasrec.losses.CHUNK_LOGITS, "cpu", chunk_logits)
+    torch.manual_seed(0)
+    table, hidden = torch.randn(41, 8, requires_grad=True), torch.randn(23, 8, requires_grad=True)
+    targets = torch.randint(1, 41, (23,))
+    expected = torch.nn.functional.cross_entropy(hidden @ table[1:].T, targets - 1)
+    expected.backward(torch.tensor(3.0))  # a scaled loss, as a grad scaler or the position weights give
+    want_hidden, want_table = hidden.grad.clone(), table.grad.clone()
+    hidden.grad = table.grad = None
+    loss = full_softmax_ce(hidden, table, targets)
+    (loss * 3).backward()
+    assert torch.allclose(loss, expected, atol=1e-6)
+    assert torch.allclose(hidden.grad, want_hidden, atol=1e-6)
+    assert torch.allclose(table.grad, want_table, atol=1e-6)
+    assert not table.grad[0].any()
+
+
+def test_full_softmax_under_bf16_autocast_is_close_and_needs_no_graph_without_grad():
+    torch.manual_seed(0)
+    table, hidden = torch.randn(301, 16) * 0.3, torch.randn(50, 16)
+    targets = torch.randint(1, 301, (50,))
+    expected = torch.nn.functional.cross_entropy(hidden @ table[1:].T, targets - 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = full_softmax_ce(hidden, table, targets)
+    assert low.dtype == torch.float32 and abs(low.item() - expected.item()) < 0.02 * expected.item()
+    with torch.no_grad():
+        assert torch.allclose(full_softmax_ce(hidden, table, targets), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("popularity", [False, True])
@@ -289,3 +324,34 @@ def test_cli_rejects_bad_flags(tmp_path):
     assert result.returncode == 2 and "divisible" in result.stderr and "Traceback" not in result.stderr
     result = cli("train", log, "--out", tmp_path / "run", "--loss", "hinge")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_a_time_budget_ends_the_run_at_its_planned_end_and_more_time_resumes_it(tmp_path):
+    """Many epochs, a short budget: the command ends within its budget with the final evaluation,
+    the learning rate has decayed to about zero at the end, and the run says the budget ended it.
+    Resumed with more time, it trains on and ends at the new budget."""
+    log, catalog = small_data(tmp_path)
+    out = tmp_path / "run"
+    started = time.time()
+    trained = cli("train", log, "--items", catalog, "--out", out, "--epochs", 1000, "--maxlen", 20, "--hidden", 16,
+                  "--threads", 1, "--time-budget", "15s")
+    took = time.time() - started
+    assert trained.returncode == 0, trained.stderr
+    assert "plan: about" in trained.stdout and "fit in the time budget of 15 s" in trained.stdout
+    run = rundir.Run(out)
+    status, progress, metrics = run.status(), run.progress(), run.metrics()
+    assert status["state"] == "finished" and status["ended_by"] == "budget"
+    assert "time budget of 15 s ended it after" in status["message"]
+    assert status["elapsed_seconds"] < 15 + 3 and took < 15 + 5  # the clock starts with the command
+    assert 1 < len(metrics) < 1000 and "valid_ndcg@10" in metrics[-1]  # validated at the planned end
+    assert progress["learning_rate"] < 0.05 * run.config()["train"]["lr"]
+    assert run.test_metrics()["ndcg@10"] > 0
+
+    assert run.resumable()
+    resumed = cli("train", "--resume", out, "--time-budget", "20s", "--threads", 1)
+    assert resumed.returncode == 0, resumed.stderr
+    status = run.status()
+    assert status["state"] == "finished" and status["ended_by"] == "budget"
+    budget = run.config()["train"]["time_budget"] * 60
+    assert 15 + 20 - 3 < budget < 15 + 20 + 3  # what the first part used, plus the 20 s given
+    assert len(run.metrics()) > len(metrics)

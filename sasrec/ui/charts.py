@@ -3,6 +3,7 @@
 Nothing here touches Streamlit, so every chart can be built and checked in a test.
 """
 
+import math
 import time
 
 import altair as alt
@@ -16,8 +17,10 @@ from ..explain import SIGNALS
 from ..export import Section
 from ..inference import rank_changes
 from ..rundir import INTERRUPTED
+from ..schedule import duration  # noqa: F401 (the pages format durations through charts)
 
-STATE_COLORS = {"running": "blue", "finished": "green", "stopped": "orange", "failed": "red", INTERRUPTED: "gray"}
+STATE_COLORS = {"running": "blue", "finished": "green", "stopped": "orange", "failed": "red", INTERRUPTED: "gray",
+                "queued": "violet"}
 
 
 def report_table(report: list[dict]) -> pd.DataFrame:
@@ -63,16 +66,38 @@ def when(epoch_seconds: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch_seconds)) if epoch_seconds else "at an unknown time"
 
 
-def duration(seconds: float | None) -> str:
-    """'45 s', '3 min 05 s', '2 h 07 min'."""
-    if seconds is None:
-        return "–"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+def progress_text(progress: dict, running: bool) -> str:
+    """'epoch 12 of about 48 in the 10 min budget, step 300 of 704 · about 6 min left': where a
+    run stands against its plan (progress.json), and, while it runs, how long it has left."""
+    planned = progress.get("planned_epochs", progress["epochs"])
+    if progress.get("ends_by_budget"):
+        of = f"of about {math.ceil(planned)} in the {duration(progress['budget_seconds'])} budget"
+    else:
+        of = f"of {progress['epochs']}"
+    text = f"epoch {progress['epoch']} {of}, step {progress['step']} of {progress['steps_per_epoch']}"
+    if running and progress.get("eta_seconds", 0) >= 1:
+        left = about(progress["eta_seconds"])
+        text += (f" · {left} left" if progress.get("ends_by_budget") or "end_step" not in progress
+                 else f" · up to {left.removeprefix('about ')} left, early stopping may end it sooner")
+    return text
+
+
+def estimate_text(result: dict) -> str:
+    """What an estimate (estimate.py) says, in a sentence: per epoch, and what the time budget buys
+    or how long the epoch limit takes."""
+    per_epoch = about(result["epoch_seconds"]).removeprefix("about ")
+    if result.get("time_budget_seconds"):
+        epochs = result["epochs"]
+        if epochs < result.get("epoch_limit", epochs + 1):
+            return (f"**About {per_epoch} per epoch**: the {duration(result['time_budget_seconds'])} budget buys "
+                    f"about {max(epochs, 0):.0f} epoch{'s' * (round(epochs) != 1)} and the test evaluation. "
+                    "The learning rate decays to zero at the budget's end.")
+        return (f"**About {per_epoch} per epoch**: all {result['epoch_limit']} epochs and the test evaluation fit "
+                f"in the budget, {about(result['total_seconds'])} in all.")
+    epochs = result["epochs"]
+    return (f"**About {per_epoch} per epoch**, up to {about(result['total_seconds']).removeprefix('about ')} for "
+            f"{epochs} epoch{'s' * (epochs > 1)} and the test evaluation. Early stopping usually ends a run sooner; "
+            "a time budget bounds it.")
 
 
 def short_duration(seconds: float | None) -> str:
@@ -101,7 +126,8 @@ def first_checkpoint_eta(progress: dict, estimate: dict | None = None) -> str:
     from the estimate taken before it started, else without a time."""
     steps, step = progress.get("steps_per_epoch"), progress.get("step")
     if progress.get("epoch") == 1 and steps and step:
-        seconds_per_step = progress["eta_seconds"] / max(progress["epochs"] * steps - progress["global_step"], 1)
+        seconds_per_step = progress.get("seconds_per_step") or \
+            progress["eta_seconds"] / max(progress["epochs"] * steps - progress["global_step"], 1)  # a run from before
         return f"the first checkpoint comes at the end of epoch 1, in {about(seconds_per_step * (steps - step))}"
     if estimate and estimate.get("epoch_seconds"):
         return (f"the first checkpoint comes at the end of epoch 1, in {about(estimate['epoch_seconds'])} "
@@ -133,6 +159,40 @@ def validation_chart(metrics: list[dict]) -> alt.Chart:
         alt.Color("metric:N", legend=alt.Legend(orient="bottom", title=None)),  # below: never over the lines
         tooltip=["epoch:Q", "metric:N", alt.Tooltip("value:Q", format=".4f")],
     ).properties(height=240)
+
+
+def device_label(device: str) -> str:
+    """'the CPU', 'GPU 1', 'Apple's GPU'."""
+    if device.startswith("cuda"):
+        return f"GPU {device.partition(':')[2] or 0}"
+    return {"cpu": "the CPU", "mps": "Apple's GPU"}.get(device, device)
+
+
+def queue_start(seconds: float | None) -> str:
+    """When a queued run should start: 'starts in about 4 min (14:05)'."""
+    if seconds is None:
+        return "starts when a run ahead of it ends (there is no time estimate for it)"
+    if seconds < 5:
+        return "starts in a moment"
+    return f"starts in {about(seconds)} ({time.strftime('%H:%M', time.localtime(time.time() + seconds))})"
+
+
+def queue_table(queue: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"place": entry["place"], "run": entry["name"], "device": device_label(entry["device"]),
+                          "queued by": entry["user"], "queued": when(entry["queued"]),
+                          "starts": queue_start(entry["starts_in"]).removeprefix("starts ")} for entry in queue])
+
+
+def audit_table(entries: list[dict]) -> pd.DataFrame:
+    """The audit log's entries as a table: when (UTC, as logged), who, what, which, and the rest."""
+    rows = []
+    for entry in entries:
+        rest = {k: v for k, v in entry.items() if k not in ("when", "who", "what", "action", "dataset", "run")}
+        rows.append({"when": str(entry.get("when", "?")).replace("T", " ").replace("Z", " UTC"), "who": entry.get("who"),
+                     "what": f"refused: {entry.get('action')}" if entry.get("what") == "denied" else entry.get("what"),
+                     "dataset": entry.get("dataset"), "run": entry.get("run"),
+                     "details": ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rest.items())})
+    return pd.DataFrame(rows, columns=["when", "who", "what", "dataset", "run", "details"])
 
 
 def runs_table(summaries: list[dict]) -> pd.DataFrame:

@@ -11,16 +11,27 @@ import json
 import numpy as np
 import streamlit as st
 
-from .. import rundir
+from .. import access, rundir, training_queue
 from ..config import PRESETS, preset_values
 from ..workspace import DEMO_NAME, SAMPLE_NAME, Workspace, devices
-from . import caches, charts
+from . import caches, charts, signin
 
 
 @st.cache_resource
-def workspace() -> Workspace:
-    return Workspace()
+def shared_workspace() -> Workspace:
+    """The server's workspace, acting for nobody who may change it: pages use workspace(). Made once
+    per server: it sets the training queue's slots from the configuration, and starts the queue's
+    runner again if runs wait and it is gone (as after a reboot)."""
+    ws = Workspace(user=access.ANONYMOUS)
+    training_queue.configure(ws.root, signin.training_slots())
+    if training_queue.waiting(ws):
+        training_queue.ensure_runner(ws.root)
+    return ws
 
+
+def workspace() -> Workspace:
+    """The workspace, acting for this session's user as they are when each change is made."""
+    return shared_workspace().acting_as(signin.acting_user)
 
 def _shared(key: str, default):
     """A value shared by all pages: session state first, then the URL, then the default."""

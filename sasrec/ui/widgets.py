@@ -17,7 +17,7 @@ from ..explain import removal_effects
 from ..export import render_html
 from ..readers import DataError
 from ..workspace import REPO, devices
-from . import caches, charts, state
+from . import caches, charts, signin, state
 
 
 def page_setup() -> None:
@@ -37,8 +37,11 @@ def page_setup() -> None:
 
 
 def sidebar() -> None:
-    """The active dataset and model, on every page."""
+    """The active dataset and model, and who is signed in, on every page."""
     with st.sidebar:
+        if signin.current_user() is None:  # nothing to show before signing in
+            return
+        signin.account()
         st.caption("Active dataset")
         st.markdown(f"**{state.active_dataset_name()}**")
         st.caption("Active model")
@@ -66,6 +69,18 @@ def error(err: Exception | str) -> None:
 
 # Errors a user can act on: pages show their message, never a traceback.
 USER_ERRORS = (DataError, rundir.RunError, OSError)
+
+
+def guarded(action):
+    """A widget callback that changes the workspace: its error (a viewer's refusal, say, when the
+    page was drawn before a sign-in expired) is a message at the top of the page, not a traceback."""
+    def callback(*args, **kwargs):
+        try:
+            action(*args, **kwargs)
+        except USER_ERRORS as err:
+            error(err)
+
+    return callback
 
 
 PRESET_LABELS = {"auto": "Auto (chosen from the data)", "sasrec+": "SASRec+ (cross-entropy, maxlen 200)",
@@ -142,8 +157,10 @@ def run_summary(run: rundir.Run) -> str:
         parts.append(f"{model['num_blocks']} layers × {model['num_heads']} heads, d = {model['hidden']}"
                      + (f", last {model['maxlen']} items" if model["maxlen"] else ""))  # None until the trainer chose
     if status.get("state") == rundir.RUNNING:
-        done = len(run.metrics())
-        parts.append(f"training: epoch {done} done, predictions use its latest checkpoint" if done
+        done, progress = len(run.metrics()), run.progress()
+        left = f", ready in {charts.about(progress['eta_seconds'])}" \
+            if progress.get("ends_by_budget") and progress.get("eta_seconds") else ""
+        parts.append(f"training: epoch {done} done{left}, predictions use its latest checkpoint" if done
                      else "training: in its first epoch")
     elif status.get("best_epoch"):
         parts.append(f"best epoch {status['best_epoch']} of {status.get('epochs', '?')}")
