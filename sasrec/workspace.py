@@ -419,10 +419,10 @@ class Workspace:
 
     def run_summary(self, run: rundir.Run) -> dict:
         """One row of the runs table, read from the run directory. Its duration is the trainer's clock:
-        from the start of training (set back by the time of earlier sessions, on resume) to now while it
-        runs, and to its last word once it has ended, the final evaluation included. A run still loading
-        its data shows the time of its earlier sessions (none: 0), not the time since its launch, which
-        the trainer's first word would set back."""
+        from the start of its command (set back by the time of earlier sessions, on resume) to now while
+        it runs, and to its last word once it has ended, the final evaluation included. A run whose
+        trainer has not written yet (queued, or starting) shows the time of its earlier sessions (none:
+        0): the time since its launch would not be on that clock, and could run backwards once it is."""
         status, config, progress = run.status(), run.config(), run.progress()
         state = run.state()
         started = status.get("started") or config.get("created") or run.path.stat().st_mtime
