@@ -163,7 +163,8 @@ if source == "saved":
         st.subheader("How it was cleaned")
         st.dataframe(charts.report_table(entry.meta["report"]), hide_index=True)
     try:
-        show_statistics(caches.recipe(entry.path, None, Columns(**guess_roles(caches.raw_log(entry.path))), AS_SAVED))
+        show_statistics(caches.recipe(entry.path, None, Columns(**guess_roles(caches.raw_log(entry.path)).columns),
+                                      AS_SAVED))
     except widgets.USER_ERRORS as err:
         widgets.error(err)
     st.stop()
@@ -219,7 +220,8 @@ except widgets.USER_ERRORS as err:
     st.stop()
 
 st.subheader("Columns")
-guess = guess_roles(raw)
+found = guess_roles(raw)
+guess = found.columns
 columns = [str(c) for c in raw.events.columns]
 preview, mapping = st.columns([3, 1], gap="large")
 with preview:
@@ -234,13 +236,16 @@ with mapping:
         st.caption("The file has no header row, so the columns are named by position: the user and the item are "
                    "taken to be the first two. Correct them if they are wrong.")
     elif raw.roles is None:
-        st.caption("Detected from the column names; correct them if they are wrong.")
+        st.caption(f"Detected from the column names{' and values' * bool(found.by_content)}; correct them if they "
+                   "are wrong.")
+    for role, how in found.by_content.items():
+        st.caption(f"{role.title()} **{guess[role]}**: found {how}.")
     if timestamp is None:
         st.caption("Without a timestamp, the file's order is the time order.")
 missing = [role for role, column in (("user", user), ("item", item)) if column is None]
 if missing:
-    st.warning(f"Choose the {' and '.join(missing)} column{'s' * (len(missing) > 1)}: the column names do not say "
-               "which it is.", icon=":material/help:")
+    why = " ".join(f"{found.how[role][0].upper()}{found.how[role][1:]}." for role in missing if guess[role] is None)
+    st.warning(f"Choose the {' and '.join(missing)} column{'s' * (len(missing) > 1)}. {why}", icon=":material/help:")
     st.stop()
 roles = Columns(user, item, timestamp, rating)
 

@@ -189,6 +189,26 @@ def select_run(key: str, names: list[str]) -> None:
         state.set_active_run(names[rows[0]])
 
 
+def runs_table(runs: list, active_name: str | None) -> None:
+    """The runs, redrawn every few seconds while one trains: the page itself is drawn again only when the
+    active run starts or ends, and a table drawn once would show a running run's duration as it was then."""
+    @st.fragment(run_every=widgets.LIVE_SECONDS if any(r.state() in (RUNNING, QUEUED) for r in runs) else None)
+    def table():
+        if state.active_run_name() != active_name:  # a row was selected: the whole page shows that run
+            st.rerun()
+        summaries = [ws.run_summary(r) for r in runs]
+        names = [s["name"] for s in summaries]
+        # The key follows the runs and the active one, so the highlighted row is always the active run
+        # (a remembered selection would point at whatever run moved into its row).
+        key = f"runs_table_{hash((*names, active_name))}"
+        st.dataframe(charts.runs_table(summaries), hide_index=True, column_config=widgets.RUNS_COLUMNS, key=key,
+                     placeholder="–", on_select=lambda: select_run(key, names), selection_mode="single-row",
+                     selection_default={"selection": {"rows": [names.index(active_name)]}} if active_name in names
+                     else None)
+
+    table()
+
+
 def new_run_form() -> None:
     st.markdown(f"Dataset: **{dataset.name}**")
     st.page_link("pages/data.py", label="Choose another on the Data page", icon=":material/table_view:")
@@ -263,16 +283,7 @@ runs = ws.runs()
 if not runs:
     st.caption("No runs yet.")
 else:
-    summaries = [ws.run_summary(r) for r in runs]
-    names = [s["name"] for s in summaries]
-    active_name = state.active_run_name()
-    # The key follows the runs and the active one, so the highlighted row is always the active run
-    # (a remembered selection would point at whatever run moved into its row).
-    key = f"runs_table_{hash((*names, active_name))}"
-    st.dataframe(charts.runs_table(summaries), hide_index=True, column_config=widgets.RUNS_COLUMNS, key=key,
-                 placeholder="–", on_select=lambda: select_run(key, names), selection_mode="single-row",
-                 selection_default={"selection": {"rows": [names.index(active_name)]}} if active_name in names
-                 else None)
+    runs_table(runs, state.active_run_name())
     st.caption("Select a run to make it the active model: the Playground, Attention and Evaluate pages use it.")
 
 queue = ws.queue()

@@ -67,12 +67,20 @@ def data_config(args) -> DataConfig:
                       name=getattr(args, "name", None) or Path(args.data).stem)
 
 
+def print_roles(dataset) -> None:
+    """Which column plays which role, and the rule that found it (by name, by content and why, ...)."""
+    for role, found in dataset.report[0].get("roles", {}).items():
+        print(f"{role} column {found['column']!r}" + (f" ({found['how']})" if found.get("how") else ""), flush=True)
+
+
 def cmd_stats(args):
     dataset = data_config(args).load()
     stats = dataset.stats()
     if args.json:
         print(json.dumps(stats))
         return
+    print_roles(dataset)
+    print()
     for step in dataset.report:
         skipped = f"  ({step['skipped_rows']:,} malformed rows skipped)" if step.get("skipped_rows") else ""
         print(f"{step['step']:<28} {step['rows']:>10,} rows {step['users']:>8,} users {step['items']:>8,} items{skipped}")
@@ -122,6 +130,7 @@ def cmd_train(args):
         dist.start(device)
         dataset = config.data.load()
         if dist.is_main:
+            print_roles(dataset)
             out.mkdir(parents=True, exist_ok=True)
         if not resume:
             config = defaults.resolve(config, dataset, device)

@@ -22,9 +22,9 @@ from .readers import (
     RATING_NAMES,
     Columns,
     DataError,
+    _memory_errors_as_data_errors,
     _normalise_ids,
     _standard_catalog,
-    detect_roles,
     read_catalog,
     read_log,
 )
@@ -312,10 +312,12 @@ def _repeated_events(user: np.ndarray, item: np.ndarray, key: np.ndarray) -> np.
     return repeated
 
 
+@_memory_errors_as_data_errors(lambda arguments: arguments["source"] or arguments["events"].attrs.get("source") or "the log")
 def build_dataset(events: pd.DataFrame, roles: Columns, catalog: pd.DataFrame | None = None,
-                  preprocessing: Preprocessing = Preprocessing(), source: str = "") -> Dataset:
+                  preprocessing: Preprocessing = Preprocessing(), source: str = "", how: dict | None = None) -> Dataset:
     """Clean a raw table into sequences: drop missing ids -> min rating -> drop duplicates -> order by time ->
-    collapse repeats -> k-core -> min sequence length, recording each step's effect in `report`."""
+    collapse repeats -> k-core -> min sequence length, recording each step's effect in `report`. The read
+    step records the column of each role and, if given, `how` it was found (readers.FoundRoles.how)."""
     source = source or events.attrs.get("source") or "the log"
     first_line = events.attrs.get("first_line")
     columns = [str(c) for c in events.columns]
@@ -334,7 +336,9 @@ def build_dataset(events: pd.DataFrame, roles: Columns, catalog: pd.DataFrame | 
     log = {"user": user_codes, "item": item_codes}
 
     read_step = {"step": "read", "rows": len(user_codes), "users": len(user_names), "items": len(item_names),
-                 "skipped_rows": int(events.attrs.get("skipped_rows", 0))}
+                 "skipped_rows": int(events.attrs.get("skipped_rows", 0)),
+                 "roles": {role: {"column": column} | ({"how": how[role]} if how and role in how else {})
+                           for role, column in asdict(roles).items() if column is not None}}
     has_time = rating = None
     if roles.timestamp is not None:
         log["key"], seconds, missing, unit = _parse_timestamps(events[roles.timestamp], source, roles.timestamp, first_line)
@@ -427,9 +431,13 @@ def _join_catalog(item_ids: np.ndarray, catalog: pd.DataFrame | None, source: st
 
 
 def load_dataset(path, items=None, roles: Columns | None = None, preprocessing: Preprocessing = Preprocessing()) -> Dataset:
-    """read_log + the catalog (`items` if given, else the log's own) + roles (explicit > format's > detected)
-    + build_dataset."""
+    """read_log + the catalog (`items` if given, else the log's own) + roles (given, else as the format fixes
+    them, else found by name and content: readers.guess_roles) + build_dataset."""
     raw = read_log(path)
     catalog = read_catalog(items) if items else raw.catalog
-    roles = roles or raw.roles or detect_roles(raw.events, raw.source)
-    return build_dataset(raw.events, roles, catalog, preprocessing, raw.source)
+    if roles is None:
+        found = raw.found_roles
+        roles, how = found.require(raw.source), found.how
+    else:
+        how = dict.fromkeys(("user", "item", "timestamp", "rating"), "given")
+    return build_dataset(raw.events, roles, catalog, preprocessing, raw.source, how)

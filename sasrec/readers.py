@@ -7,19 +7,26 @@ their files raises DataError, whose message names the file and the column, says 
 expected and quotes the offending rows. dataset.build_dataset() cleans what is read here.
 
 Nothing here loops over rows in Python: readers are pyarrow's (openpyxl's for Excel),
-clean-up is numpy/pandas. Compressed input (gzip, zip) is unpacked up to
-MAX_DECOMPRESSED_BYTES, so that a bomb gets a message instead of the memory.
+clean-up is numpy/pandas. Delimited text streams into pyarrow's CSV reader, gunzipped on the
+way (_Content), so that reading takes the memory of the table, not of the file. Compressed
+input (gzip, zip) is unpacked up to MAX_DECOMPRESSED_BYTES, so that a bomb gets a message
+instead of the memory; running out of memory anyway is a DataError too.
+
+Column roles are found by name, then by content (find_roles), each with the rule that found it.
 """
 
+import codecs
 import csv
 import functools
 import gzip
+import inspect
 import io
 import json
 import re
 import warnings
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
@@ -37,9 +44,23 @@ TIMESTAMP_NAMES = ("timestamp", "ts", "time", "datetime", "date", "event_time", 
 RATING_NAMES = ("rating", "score", "stars")
 TITLE_NAMES = ("title", "movie_title", "name", "item_name", "product_title", "product_name", "track_name")
 CATEGORY_NAMES = ("category", "main_category", "genre", "genres", "class", "categories")
+ROLE_NAMES = {"user": USER_NAMES, "item": ITEM_NAMES, "timestamp": TIMESTAMP_NAMES, "rating": RATING_NAMES}
 # A first row holding any of these is a header, whatever the rows below it look like.
 KNOWN_COLUMN_NAMES = {name.lower() for names in (USER_NAMES, ITEM_NAMES, TIMESTAMP_NAMES, RATING_NAMES, TITLE_NAMES,
                                                  CATEGORY_NAMES) for name in names} | {"id"}
+# Columns that describe an item (a title, a genre): never taken for an id or a time by their content.
+DESCRIPTIVE_NAMES = {name.lower() for name in TITLE_NAMES + CATEGORY_NAMES}
+# Finding roles by content (find_roles), where the names say nothing. The rules read the first rows
+# (runs of a user's rows are consecutive) ...
+CONTENT_SAMPLE_ROWS = 100_000
+# ... a time is a date, or an epoch number in seconds or milliseconds, within these years ...
+EPOCH_YEARS = (1995, 2100)
+YEAR_IN_TEXT = r"(?<!\d)(?:19|20|21)\d\d(?!\d)"
+# ... a user's values repeat the row above on at least this share of rows, and this many times more
+# often than two random rows agree (so that a type or a country, with few values, is no user) ...
+MIN_RUN_SHARE, RUN_CONTRAST = 0.5, 2.0
+# ... and the item column has at least this many distinct values (or a third of the rows, in a tiny log).
+MIN_ITEMS = 20
 
 # ml-100k's u.item ends in 19 0/1 genre flags, in this order.
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -60,7 +81,6 @@ RECBOLE_ARROW_TYPES = {"token": pa.string(), "token_seq": pa.string(), "float": 
 SEQUENCE_LINE = re.compile(rb"[ \t]*\d{1,18}(?:[ \t]+\d{1,18})+[ \t]*\r?")
 NOT_SEQUENCE_LINE = re.compile(rb"(?m)^(?![ \t]*\d{1,18}(?:[ \t]+\d{1,18})*[ \t]*\r?$)[ \t]*\S.*$")
 NUMBER = re.compile(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?")
-DATE_LIKE = r"\d[-/:.T ]\d"
 MULTI_VALUE_SEPARATOR = r"\s*[|;,]\s*"
 NO_GENRES = "(no genres listed)"  # MovieLens' own placeholder: means missing
 MAX_MALFORMED_FRACTION = 0.01  # skip at most this share of rows with the wrong number of fields
@@ -69,7 +89,13 @@ MAX_DECOMPRESSED_BYTES = 4 << 30
 SNIFF_BYTES = 1 << 16
 # pyarrow parses CSV in blocks of this size, in parallel: its 1 MB default costs a 10M-row log about a
 # second of system time in memory churn (bench/read_speed.py).
-CSV_BLOCK_BYTES = 16 << 20
+CSV_BLOCK_BYTES = 8 << 20
+# Text streams into pyarrow a piece of whole lines at a time (_pieces), parsed a block per core: reading
+# takes the memory of the table and of a few pieces, whatever the size of the file.
+CSV_PIECE_BYTES = 2 * CSV_BLOCK_BYTES
+# pyarrow's words for running out of memory (or of room for a thread's stack) in other exceptions than its
+# ArrowMemoryError.
+OUT_OF_RESOURCES = re.compile(r"malloc of size \d+ failed|Failed to launch worker thread|Out of memory")
 BINARY_MAGIC = ((b"\x89PNG", "PNG image"), (b"\xff\xd8\xff", "JPEG image"), (b"GIF8", "GIF image"),
                 (b"%PDF", "PDF document"), (b"\xd0\xcf\x11\xe0", "legacy Office (.xls) file"),
                 (b"SQLite format", "SQLite database"), (b"\x7fELF", "program binary"))
@@ -103,10 +129,46 @@ class RawLog:
     delimiter: str | None = None    # delimited text: the separator
     header: bool | None = None      # delimited text and Excel: whether the first row names the columns
 
+    @functools.cached_property
+    def found_roles(self) -> "FoundRoles":
+        """Each role's column and how it was found (see guess_roles); worked out once per log read."""
+        if self.roles is None:
+            return find_roles(self.events, self.source)
+        if self.header is False and (by_position := _roles_by_position(self.events)):
+            return by_position
+        fixed = asdict(self.roles)
+        return FoundRoles(fixed, {role: f"set by the format ({self.format})" for role, column in fixed.items() if column})
+
 
 # -----------------------------------------------------------------------------
 # reading
 
+def _memory_errors_as_data_errors(source_of: Callable[[dict], str]):
+    """Make a reader's MemoryError one DataError, naming `source_of(its arguments by name)`, raised once the
+    frames that held what was read are gone (after the except block), so that the memory is free again."""
+    def decorate(read):
+        signature = inspect.signature(read)
+
+        @functools.wraps(read)
+        def checked(*args, **kwargs):
+            try:
+                return read(*args, **kwargs)
+            except MemoryError:  # pyarrow's ArrowMemoryError is one too
+                pass
+            arguments = signature.bind(*args, **kwargs)
+            arguments.apply_defaults()
+            raise DataError(f"{source_of(arguments.arguments)}: ran out of memory while reading it. What it holds does "
+                            "not fit in the memory this process may use: close other programs, use a machine with more "
+                            "memory, or read a part of the log")
+        return checked
+    return decorate
+
+
+def _path_name(arguments: dict) -> str:
+    return Path(arguments["path"]).name
+
+
+@_memory_errors_as_data_errors(_path_name)
 def read_log(path: str | Path, delimiter: str | None = None, header: bool | None = None) -> RawLog:
     """Read an interaction log in any supported format, deciding by name and content. For delimited
     text, `delimiter` and `header` (is the first row column names?) override what is detected."""
@@ -128,6 +190,7 @@ def read_log(path: str | Path, delimiter: str | None = None, header: bool | None
     return _table_log(events, path.name, file_format)
 
 
+@_memory_errors_as_data_errors(_path_name)
 def read_catalog(path: str | Path) -> pd.DataFrame:
     """Read an item catalog (any table format, or a MovieLens / RecBole / dataset source that carries one),
     standardised to item_id, title, category, genres, then any other columns."""
@@ -135,9 +198,9 @@ def read_catalog(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"{path.name}: no such file or folder")
     if path.name == "u.item":
-        return _ml100k_catalog(_read_bytes(path), path.name)
+        return _ml100k_catalog(_Content.of_file(path))
     if path.name == "movies.dat":
-        return _ml1m_catalog(_read_bytes(path), path.name)
+        return _ml1m_catalog(_Content.of_file(path))
     if path.suffix.lower() == ".item":
         return _read_recbole_items(path)
     if path.is_dir() or _head(path, 4) == b"PK\x03\x04" or path.suffix.lower() == ".inter":
@@ -157,7 +220,8 @@ def _table_log(events: pd.DataFrame, source: str, file_format: str) -> RawLog:
     if file_format in ("sasrec-txt", "user-sequences"):
         roles = Columns("user_id", "item_id")
     elif header is False:
-        roles = _roles_by_position(events)
+        by_position = _roles_by_position(events)
+        roles = by_position and Columns(**by_position.columns)
     else:
         roles = None
     return RawLog(events, None, source, file_format, roles, events.attrs.get("delimiter"), header)
@@ -171,16 +235,6 @@ def _head(path: Path, size: int) -> bytes:
         raise DataError(f"{path.name}: cannot be read: {err.strerror}") from err  # err itself holds the full path
 
 
-def _read_bytes(path: Path, source: str | None = None) -> bytes:
-    """The file's bytes, gunzipped if they are gzip (whatever the name says)."""
-    source = source or path.name
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise DataError(f"{source}: cannot be read: {err.strerror}") from err
-    return _gunzip(data, source)
-
-
 def _too_big(source: str, what: str) -> DataError:
     return DataError(f"{source}: {what} more than {_size(MAX_DECOMPRESSED_BYTES)}, the most read from compressed "
                      "input; this looks like a decompression bomb (or a log too big to read here)")
@@ -190,32 +244,134 @@ def _size(size: int) -> str:
     return f"{size / 2**30:,.1f} GB" if size >= 2**30 else f"{size / 2**20:,.1f} MB"
 
 
-def _gunzip(data: bytes, source: str) -> bytes:
-    """Gunzip gzip data, in bounded steps: never more than MAX_DECOMPRESSED_BYTES come out."""
-    if data[:2] == b"\x1f\x8b":
-        chunks, size = [], 0
+class _Stream(io.RawIOBase):
+    """The bytes of `raw`, gunzipped if `gzipped`, checked as they pass: DataError for gzip data that is cut
+    short or damaged, past MAX_DECOMPRESSED_BYTES when `capped`, and, for `text`, at a NUL byte (text never
+    holds one; pyarrow would keep it inside an id). Notes whether a quote (") passed."""
+
+    def __init__(self, raw, source: str, gzipped: bool, capped: bool, text: bool):
+        super().__init__()
+        self.raw, self.source, self.gzipped, self.capped, self.text = raw, source, gzipped, capped, text
+        self.unpacked = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+        self.size = self.lines = 0  # bytes and line ends read so far
+        self.saw_quote = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return bytes(self.readall())
         try:
-            with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
-                while chunk := stream.read(1 << 24):
-                    size += len(chunk)
-                    if size > MAX_DECOMPRESSED_BYTES:
-                        raise _too_big(source, "the gzip data unpacks to")
-                    chunks.append(chunk)
+            chunk = self.unpacked.read(size)
         except EOFError as err:
-            raise DataError(f"{source}: the gzip data is cut short ({err}); the file is incomplete: "
+            if not self.gzipped:
+                raise
+            raise DataError(f"{self.source}: the gzip data is cut short ({err}); the file is incomplete: "
                             "copy or download it again") from err
         except (OSError, zlib.error) as err:
-            raise DataError(f"{source}: looks gzip-compressed but cannot be decompressed: {err}") from err
-        data = b"".join(chunks)
-    if not data or data.isspace():
-        raise DataError(f"{source}: the file is empty ({len(data)} bytes); expected a table such as "
-                        "user_id,item_id,timestamp with one event per row")
-    return data
+            if not self.gzipped:
+                raise
+            raise DataError(f"{self.source}: looks gzip-compressed but cannot be decompressed: {err}") from err
+        self.size += len(chunk)
+        if self.capped and self.size > MAX_DECOMPRESSED_BYTES:
+            raise _too_big(self.source, "the gzip data unpacks to" if self.gzipped else "unpacks to")
+        if self.text:
+            nul = chunk.find(b"\0")
+            if nul >= 0:
+                line = self.lines + chunk.count(b"\n", 0, nul) + 1
+                raise DataError(f"{self.source}: line {line} holds a NUL byte (\\x00), which text never does: the file "
+                                f"is damaged, or not text; it reads {chunk[max(0, nul - 30):nul + 10]!r} there")
+            self.lines += chunk.count(b"\n")
+            self.saw_quote = self.saw_quote or b'"' in chunk
+        return chunk
+
+    def readall(self) -> bytearray:
+        """The rest, in one buffer grown in place (joining chunks would hold the data twice)."""
+        data = bytearray()
+        while chunk := self.read(CSV_BLOCK_BYTES):
+            data += chunk
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            self.unpacked.close()
+            self.raw.close()  # GzipFile leaves the file it was given open
+        super().close()
 
 
-def _text_encoding(data: bytes, source: str) -> str:
-    """'utf-8', or 'latin-1' for plain 8-bit text (ml-100k's u.item is latin-1); DataError for anything else."""
-    head = data[:SNIFF_BYTES]
+class _Content:
+    """The bytes of a file, a zip member or a buffer, as a stream that can be opened again (the CSV reader
+    reads it once; a second pass finds the lines of an error). Gzip data is gunzipped on the way, whatever
+    the name says; compressed input (gzip, zip) yields at most MAX_DECOMPRESSED_BYTES."""
+
+    def __init__(self, source: str, open_raw: Callable, compressed: bool = False):
+        self.source, self.open_raw, self.compressed = source, open_raw, compressed
+
+    @classmethod
+    def of_file(cls, path: Path, source: str | None = None) -> "_Content":
+        source = source or path.name
+
+        def open_raw():
+            try:
+                return open(path, "rb")
+            except OSError as err:
+                raise DataError(f"{source}: cannot be read: {err.strerror}") from err  # err itself holds the full path
+
+        return cls(source, open_raw)
+
+    @classmethod
+    def of_bytes(cls, data, source: str) -> "_Content":
+        return cls(source, lambda: pa.BufferReader(data))
+
+    @functools.cached_property
+    def gzipped(self) -> bool:
+        with self.open_raw() as raw:
+            return raw.read(2) == b"\x1f\x8b"
+
+    def open(self, text: bool = False) -> _Stream:
+        return _Stream(self.open_raw(), self.source, self.gzipped, self.compressed or self.gzipped, text)
+
+    @functools.cached_property
+    def head(self) -> bytes:
+        """The first SNIFF_BYTES (all of it, if shorter); DataError if there is nothing but whitespace."""
+        with self.open() as stream:
+            head = stream.read(SNIFF_BYTES)
+            if head.strip():
+                return head
+            size = len(head)
+            while chunk := stream.read(CSV_BLOCK_BYTES):
+                if not chunk.isspace():
+                    return head
+                size += len(chunk)
+        raise _empty(self.source, size)
+
+    @property
+    def complete_head(self) -> bool:
+        """Whether the head is all there is."""
+        return len(self.head) < SNIFF_BYTES
+
+    def read(self, text: bool = False) -> bytearray:
+        """All of it, in memory: for what is read whole (Parquet, JSON, 'user item ...' lines, catalogs)."""
+        with self.open(text) as stream:
+            data = stream.readall()
+        if not data or data.isspace():
+            raise _empty(self.source, len(data))
+        if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as Excel writes
+            del data[:3]
+        return data
+
+
+def _empty(source: str, size: int) -> DataError:
+    return DataError(f"{source}: the file is empty ({size} bytes); expected a table such as "
+                     "user_id,item_id,timestamp with one event per row")
+
+
+def _text_encoding(data, source: str, complete: bool = True) -> str:
+    """'utf-8', or 'latin-1' for plain 8-bit text (ml-100k's u.item is latin-1); DataError for anything else.
+    `data` is the whole text or, not `complete`, its head (whose last character may be cut): then a later
+    byte that is not UTF-8 makes _read_delimited read the text again as latin-1."""
+    head = bytes(data[:SNIFF_BYTES])
     for magic, kind in BINARY_MAGIC:
         if head.startswith(magic):
             raise DataError(f"{source}: this is a {kind}, not a table of interactions; expected {FORMATS_HINT}")
@@ -227,30 +383,28 @@ def _text_encoding(data: bytes, source: str) -> str:
     if control > len(head) / 100:
         raise DataError(f"{source}: binary data ({control} control bytes in the first {len(head)}), not a text table; "
                         f"expected {FORMATS_HINT}")
-    nul = data.find(b"\0")
-    if nul >= 0:  # text never holds one; pyarrow would keep it inside an id
-        line = data.count(b"\n", 0, nul) + 1
-        raise DataError(f"{source}: line {line} holds a NUL byte (\\x00), which text never does: the file is damaged, "
-                        f"or not text; it reads {data[max(0, nul - 30):nul + 10]!r} there")
-    try:
-        data.decode("utf-8")
+    decoder, view = codecs.getincrementaldecoder("utf-8")(), memoryview(data)
+    try:  # in steps, so that a big text is never decoded whole
+        for start in range(0, len(view), CSV_BLOCK_BYTES):
+            decoder.decode(view[start:start + CSV_BLOCK_BYTES])
+        decoder.decode(b"", final=complete)
         return "utf-8"
     except UnicodeDecodeError:
-        return "latin-1"  # no NULs and no control bytes: 8-bit text, and latin-1 decodes any byte
+        return "latin-1"  # no control bytes: 8-bit text, and latin-1 decodes any byte
 
 
 def _read_table(path: Path, delimiter: str | None = None, header: bool | None = None) -> tuple[pd.DataFrame, str]:
     """One file holding one table: Parquet, JSON, SASRec text or delimited text. Returns (table, format)."""
     if _head(path, 4) == b"PAR1":
         return _read_parquet(path, path.name), "parquet"
-    return _read_table_data(_read_bytes(path), path.name, _bare_suffix(path) in JSON_SUFFIXES, delimiter, header)
+    return _read_table_content(_Content.of_file(path), _bare_suffix(path) in JSON_SUFFIXES, delimiter, header)
 
 
-def _read_table_data(data: bytes, source: str, json_expected: bool = False, delimiter: str | None = None,
-                     header: bool | None = None) -> tuple[pd.DataFrame, str]:
-    if data[:4] == b"PAR1":
-        return _read_parquet(pa.BufferReader(data), source), "parquet"
-    return _read_text_table(data, source, json_expected, delimiter, header)
+def _read_table_content(content: _Content, json_expected: bool = False, delimiter: str | None = None,
+                        header: bool | None = None) -> tuple[pd.DataFrame, str]:
+    if content.head[:4] == b"PAR1":
+        return _read_parquet(pa.BufferReader(content.read()), content.source), "parquet"
+    return _read_text_table(content, json_expected, delimiter, header)
 
 
 def _read_parquet(where, source: str) -> pd.DataFrame:
@@ -265,35 +419,37 @@ def _read_parquet(where, source: str) -> pd.DataFrame:
     return _finish_table(frame, source, first_line=None)
 
 
-def _read_text_table(data: bytes, source: str, json_expected: bool = False, delimiter: str | None = None,
+def _read_text_table(content: _Content, json_expected: bool = False, delimiter: str | None = None,
                      header: bool | None = None) -> tuple[pd.DataFrame, str]:
-    encoding = _text_encoding(data, source)
-    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark, as Excel writes
-    start = data[:SNIFF_BYTES].lstrip()[:1]
+    """Delimited text streams into pyarrow; JSON and 'user item ...' lines are read whole. The format,
+    separator and header row are decided from the first SNIFF_BYTES."""
+    source = content.source
+    encoding = _text_encoding(content.head, source, content.complete_head)
+    sample = content.head.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark, as Excel writes
+    start = sample.lstrip()[:1]
     if delimiter is None and start in (b"{", b"["):
-        return _read_json(data, source, encoding), "jsonl"
+        data = content.read(text=True)
+        return _read_json(data, source, _text_encoding(data, source)), "jsonl"
     if json_expected and delimiter is None:
         raise DataError(f"{source}: expected JSON Lines (one {{...}} object per line) or a JSON list of records, "
-                        f"but the file starts with {data[:SNIFF_BYTES].lstrip()[:40]!r}")
-    sample = data[:SNIFF_BYTES]
+                        f"but the file starts with {sample.lstrip()[:40]!r}")
     lines = sample.splitlines()
-    if len(sample) < len(data):
+    if not content.complete_head:
         lines = lines[:-1]  # the sample cut the last line short
     lines = [line for line in lines[:100] if line.strip()] or sample.splitlines()[:1]
     if delimiter is None and _looks_like_sequences(lines):
-        return _read_sequences(data, source)
+        return _read_sequences(content.read(text=True), source)
     text_lines = [line.decode(encoding) for line in lines]
     delimiter = delimiter or _sniff_delimiter(text_lines, source)
     rows = list(csv.reader(text_lines, delimiter=delimiter, skipinitialspace=delimiter == " "))
     if header is None:
         header = _first_row_is_header(rows)
     if header:
-        frame = _read_delimited(data, source, delimiter, encoding, header=rows[0])
+        frame = _read_delimited(content, delimiter, encoding, header=rows[0])
     else:
         names = [f"column {i}" for i in range(1, len(rows[0]) + 1)]
-        frame = _read_delimited(data, source, delimiter, encoding, names=names,
+        frame = _read_delimited(content, delimiter, encoding, names=names,
                                 column_types={name: pa.string() for name in names[:2]})  # the likely ids
-    _check_quotes_closed(frame, data, source)
     frame.attrs.update(delimiter=delimiter, header=header)
     return frame, "tsv" if delimiter == "\t" else "csv"
 
@@ -343,57 +499,127 @@ def _first_row_is_header(rows: list[list[str]]) -> bool:
     return not any(value and value in column for value, column in zip(first, columns))
 
 
-def _read_delimited(data: bytes, source: str, delimiter: str, encoding: str = "utf-8", header: list[str] | None = None,
+def _read_delimited(content: _Content, delimiter: str, encoding: str = "utf-8", header: list[str] | None = None,
                     names: list[str] | None = None, quote: bool = True, column_types: dict | None = None) -> pd.DataFrame:
-    """pyarrow's CSV reader; `names` for headerless files. Id-like columns are read as text so that
-    '007' stays '007' and 20-digit ids keep every digit."""
+    """pyarrow's CSV reader, a piece of whole lines at a time (_pieces) as the content streams; `names` for
+    headerless files. Id-like columns are read as text so that '007' stays '007' and 20-digit ids keep every
+    digit, and so is a column whose pieces disagree on its type (as pyarrow's reader does for a whole file).
+    Text that turns out not to be UTF-8 past the sniffed head is read again as latin-1."""
+    source = content.source
     columns = names or header or []
-    types = {name: pa.string() for name in columns if _is_id_name(name)} | (column_types or {})
     separated = DELIMITER_NAMES.get(delimiter, repr(delimiter))
 
-    def read(threads: bool):
-        malformed = []
+    def read(threads: bool, encoding: str, types: dict):
+        tables, malformed, column_names = [], [], names
+        with content.open(text=True) as stream:
+            for piece, first_line in _pieces(stream):
+                def skip(row, offset=first_line - 1):
+                    malformed.append(row if row.number is None or row.number < 0 else row._replace(number=row.number + offset))
+                    return "skip"
 
-        def skip(row):
-            malformed.append(row)
-            return "skip"
+                try:
+                    table = pacsv.read_csv(
+                        pa.BufferReader(piece),
+                        read_options=pacsv.ReadOptions(encoding=encoding, column_names=column_names, use_threads=threads,
+                                                       block_size=CSV_BLOCK_BYTES),
+                        parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quote else False,
+                                                         ignore_empty_lines=True, invalid_row_handler=skip),
+                        convert_options=pacsv.ConvertOptions(column_types=types))
+                except pa.ArrowException as err:
+                    if isinstance(err, MemoryError) or OUT_OF_RESOURCES.search(str(err)):
+                        raise MemoryError(str(err)) from err
+                    if encoding == "utf-8" and "invalid UTF8" in str(err):
+                        return read(threads, "latin-1", types)
+                    if quote and (unclosed := _unclosed_quote(piece, first_line)):  # it ran to the end of the piece
+                        line, text = unclosed
+                        raise DataError(f"{source}: line {line}: a quote (\") is never closed, so the lines after it "
+                                        f"run together ({text[:60]!r}); close the quote, or remove it") from err
+                    raise DataError(f"{source}: cannot be read as {separated}-separated text: {err}") from err
+                if encoding == "utf-8" and any(pa.types.is_binary(field.type) for field in table.schema):  # not UTF-8
+                    return read(threads, "latin-1", types)
+                column_names = column_names or table.column_names
+                tables.append(table)
+        schema, disagreeing = _common_schema(tables)
+        if disagreeing:
+            return read(threads, encoding, types | {name: pa.string() for name in disagreeing})
+        table = pa.concat_tables([table.cast(schema) for table in tables])
+        return table, malformed, encoding, types, stream.saw_quote
 
-        try:
-            table = pacsv.read_csv(
-                pa.BufferReader(data),
-                read_options=pacsv.ReadOptions(encoding=encoding, column_names=names, use_threads=threads,
-                                               block_size=CSV_BLOCK_BYTES),
-                parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quote else False,
-                                                 ignore_empty_lines=True, invalid_row_handler=skip),
-                convert_options=pacsv.ConvertOptions(column_types=types))
-        except (pa.ArrowException, UnicodeError) as err:
-            raise DataError(f"{source}: cannot be read as {separated}-separated text: {err}") from err
-        return table, malformed
-
-    table, malformed = read(threads=True)
+    table, malformed, encoding, types, saw_quote = read(
+        True, encoding, {name: pa.string() for name in columns if _is_id_name(name)} | (column_types or {}))
     if malformed:
         total = table.num_rows + len(malformed)
         if quote and any("\n" in row.text for row in malformed):  # a quote never closed swallowed the lines after it
-            _, malformed = read(threads=False)  # slower, but says on which line
+            malformed = read(False, encoding, types)[1]  # slower, but says on which line
             row = next(row for row in malformed if "\n" in row.text)
             raise DataError(f"{source}: line {row.number}: a quote (\") is never closed, so the lines after it run "
                             f"together ({row.text[:60]!r}); close the quote, or remove it")
         if len(malformed) > total * MAX_MALFORMED_FRACTION:
-            _, malformed = read(threads=False)  # slower, but says on which lines
+            malformed = read(False, encoding, types)[1]  # slower, but says on which lines
             examples = "; ".join(f"line {row.number}: {row.text[:80]!r} ({row.actual_columns} fields)"
                                  for row in malformed[:3])
             first_row = f"header ({', '.join(map(str, header))})" if header else "first row"
             raise DataError(f"{source}: {len(malformed)} of {total} rows do not have the {malformed[0].expected_columns} "
                             f"{separated}-separated fields of the {first_row}, e.g. {examples}")
-    frame = table.to_pandas()
-    return _finish_table(frame, source, first_line=1 if names else 2, skipped_rows=len(malformed))
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)  # each column freed as it is converted
+    del table
+    frame = _finish_table(frame, source, first_line=1 if names else 2, skipped_rows=len(malformed))
+    if quote and saw_quote:
+        _check_quotes_closed(frame, source)
+    return frame
 
 
-def _check_quotes_closed(frame: pd.DataFrame, data: bytes, source: str) -> None:
+def _pieces(stream: _Stream):
+    """The stream's text in pieces of whole lines, about CSV_PIECE_BYTES each, with the line each starts on.
+    Each piece is copied into memory of pyarrow's own: pyarrow's threads then hold no Python object, which
+    they would release later, from a thread of their own (one still doing so when the interpreter exits
+    aborts the process). Unlike pyarrow reading a Python file, this also reads nothing ahead. (A quoted
+    value could hold a line end, but values of a log never do: _check_quotes_closed refuses them.)"""
+    rest, line = bytearray(), 1  # grown in place: a line without an end may be long (a bomb is, up to the cap)
+    while chunk := stream.read(CSV_PIECE_BYTES):
+        cut = chunk.rfind(b"\n") + 1  # 0: no line ends in this chunk, so all of it is carried over
+        if cut == 0:
+            rest += chunk
+            continue
+        piece = pa.allocate_buffer(len(rest) + cut)
+        view = memoryview(piece).cast("B")
+        view[:len(rest)] = rest
+        view[len(rest):] = memoryview(chunk)[:cut]
+        yield piece, line
+        line += chunk.count(b"\n", 0, cut)  # `rest` holds no line end
+        rest = bytearray(chunk[cut:])
+    if rest:
+        piece = pa.allocate_buffer(len(rest))
+        memoryview(piece).cast("B")[:] = rest
+        yield piece, line
+
+
+def _unclosed_quote(piece: pa.Buffer, first_line: int) -> tuple[int, str] | None:
+    """(line, its text) of the piece's first line with an odd number of quotes, or None. As values hold no
+    line ends, a line whose quotes do not pair opens a quote that the line does not close."""
+    for number, line in enumerate(piece.to_pybytes().splitlines(), start=first_line):
+        if line.count(b'"') % 2:
+            return number, line.decode("latin-1")
+    return None
+
+
+def _common_schema(tables: list[pa.Table]) -> tuple[pa.Schema, list[str]]:
+    """The schema all pieces fit (a column empty in one piece takes the others' type; integers in one and
+    fractions in another are fractions), and the columns whose pieces disagree otherwise (to be read as text)."""
+    fields, disagreeing = [], []
+    for column, first in enumerate(tables[0].schema):
+        kinds = {table.schema.field(column).type for table in tables} - {pa.null()}
+        if len(kinds) > 1 and all(pa.types.is_integer(kind) or pa.types.is_floating(kind) for kind in kinds):
+            kinds = {pa.float64()}
+        if len(kinds) > 1:
+            disagreeing.append(first.name)
+        fields.append(first.with_type(kinds.pop() if len(kinds) == 1 else pa.null()))
+    return pa.schema(fields), disagreeing
+
+
+def _check_quotes_closed(frame: pd.DataFrame, source: str) -> None:
     """A quote that is never closed makes the reader take the rest of the file as one value: say so
     instead of silently losing those rows. (Logs hold no multi-line values.)"""
-    if b'"' not in data:
-        return
     for column in frame.columns:
         values = frame[column]
         if pd.api.types.is_string_dtype(values.dtype):
@@ -422,10 +648,10 @@ def _finish_table(frame: pd.DataFrame, source: str, first_line: int | None, skip
     return frame
 
 
-def _read_json(data: bytes, source: str, encoding: str) -> pd.DataFrame:
+def _read_json(data, source: str, encoding: str) -> pd.DataFrame:
     if encoding != "utf-8":
         data = data.decode(encoding).encode("utf-8")
-    listed, lines = data.lstrip()[:1] == b"[", []
+    listed, lines = re.match(rb"\s*\[", data) is not None, []
     try:
         if listed:
             records = json.loads(data)
@@ -446,7 +672,7 @@ def _read_json(data: bytes, source: str, encoding: str) -> pd.DataFrame:
     return _finish_table(pd.DataFrame.from_records(records), source, first_line=None if listed else 1)
 
 
-def _read_sequences(data: bytes, source: str) -> tuple[pd.DataFrame, str]:
+def _read_sequences(data, source: str) -> tuple[pd.DataFrame, str]:
     """Whitespace-separated integers, no header: 'user item item ...', oldest first, as research code
     writes logs ("user-sequences"), of which the SASRec paper's 'user item' pairs are the case of one
     item per line ("sasrec-txt"). A user on several lines has their items in file order."""
@@ -458,7 +684,7 @@ def _read_sequences(data: bytes, source: str) -> tuple[pd.DataFrame, str]:
                         "or the SASRec paper's 'user item' pairs")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        numbers = np.fromstring(data, dtype=np.int64, sep=" ")  # any whitespace separates; validated above
+        numbers = np.fromstring(bytes(data), dtype=np.int64, sep=" ")  # any whitespace separates; validated above
     byte = np.frombuffer(data, dtype=np.uint8)
     digit = (byte >= ord("0")) & (byte <= ord("9"))
     token_starts = np.flatnonzero(digit & ~np.r_[False, digit[:-1]])
@@ -481,12 +707,12 @@ def _read_recbole(inter: Path) -> RawLog:
 
 def _read_recbole_file(path: Path) -> tuple[pd.DataFrame, list[str]]:
     """-> (table with `name:type` stripped from its column names, the header as written)."""
-    data = _read_bytes(path)
-    encoding = _text_encoding(data, path.name)
-    header = data.split(b"\n", 1)[0].decode(encoding).rstrip("\r").split("\t")
+    content = _Content.of_file(path)
+    encoding = _text_encoding(content.head, path.name, content.complete_head)
+    header = content.head.removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0].decode(encoding).rstrip("\r").split("\t")
     types = {name: RECBOLE_ARROW_TYPES[kind] for name in header
              if (kind := name.rpartition(":")[2]) in RECBOLE_ARROW_TYPES}
-    return _read_delimited(data, path.name, "\t", encoding, header=header, quote=False, column_types=types), header
+    return _read_delimited(content, "\t", encoding, header=header, quote=False, column_types=types), header
 
 
 def _read_recbole_items(path: Path) -> pd.DataFrame:
@@ -522,14 +748,14 @@ def _read_folder(folder: Path) -> RawLog:
                     f"found: {', '.join(sorted(files)[:15]) or 'nothing'}")
 
 
-def _folder_members(folder: Path) -> dict:
-    return {p.name: p.read_bytes for p in folder.iterdir() if p.is_file()}
+def _folder_members(folder: Path) -> dict[str, _Content]:
+    return {p.name: _Content.of_file(p, f"{folder.name}/{p.name}") for p in folder.iterdir() if p.is_file()}
 
 
 def _read_zip(path: Path, delimiter: str | None, header: bool | None) -> RawLog:
     """A zip: a MovieLens archive as GroupLens distributes it, an Excel workbook, or a zip of one table.
-    Members are read in memory, each at most MAX_DECOMPRESSED_BYTES (zipfile stops at a member's
-    declared size, and checks it), and matched by base name, so the top folder may be called anything."""
+    Members stream as files do, each at most MAX_DECOMPRESSED_BYTES (zipfile stops at a member's
+    declared size, and checks it), and are matched by base name, so the top folder may be called anything."""
     try:
         with zipfile.ZipFile(path) as archive:
             files = [info for info in archive.infolist() if not info.is_dir() and "__MACOSX" not in info.filename]
@@ -538,15 +764,15 @@ def _read_zip(path: Path, delimiter: str | None, header: bool | None) -> RawLog:
             members = {}
             for info in sorted(files, key=lambda info: info.filename.count("/")):  # the shallowest copy wins
                 members.setdefault(PurePosixPath(info.filename).name,
-                                   functools.partial(_unzip, archive, info, f"{path.name}/{info.filename}"))
+                                   _zip_member(archive, info, f"{path.name}/{info.filename}"))
             if set(MOVIELENS_LOGS) & set(members):
                 return _read_movielens(path.name, members)
             tables = [info for info in files if _bare_suffix(PurePosixPath(info.filename)) in TABLE_SUFFIXES]
             if len(tables) == 1:
                 source = f"{path.name}/{PurePosixPath(tables[0].filename).name}"
-                data = _gunzip(_unzip(archive, tables[0], source), source)
-                events, file_format = _read_table_data(data, source, _bare_suffix(PurePosixPath(tables[0].filename))
-                                                       in JSON_SUFFIXES, delimiter, header)
+                events, file_format = _read_table_content(_zip_member(archive, tables[0], source),
+                                                          _bare_suffix(PurePosixPath(tables[0].filename)) in JSON_SUFFIXES,
+                                                          delimiter, header)
                 return _table_log(events, source, file_format)
             raise DataError(f"{path.name}: not a zip I know; expected a MovieLens zip with u.data (ml-100k), ratings.dat "
                             "(ml-1m) or ratings.csv (ml-latest-small, ml-25m, ml-32m), an Excel workbook, or a zip "
@@ -555,10 +781,13 @@ def _read_zip(path: Path, delimiter: str | None, header: bool | None) -> RawLog:
         raise DataError(f"{path.name}: not a readable zip archive: {err}") from err
 
 
-def _unzip(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> bytes:
-    if info.file_size > MAX_DECOMPRESSED_BYTES:
-        raise _too_big(source, f"unpacks to {_size(info.file_size)},")
-    return archive.read(info)
+def _zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> _Content:
+    def open_member():
+        if info.file_size > MAX_DECOMPRESSED_BYTES:
+            raise _too_big(source, f"unpacks to {_size(info.file_size)},")
+        return archive.open(info)
+
+    return _Content(source, open_member, compressed=True)
 
 
 def _read_excel(path: Path, files: list, delimiter: str | None, header: bool | None) -> RawLog:
@@ -593,51 +822,49 @@ def _read_excel(path: Path, files: list, delimiter: str | None, header: bool | N
     return _table_log(events, path.name, "excel")
 
 
-def _read_movielens(source: str, members: dict) -> RawLog:
-    """ml-100k, ml-1m (and ml-10m) or the ml-latest/ml-25m/ml-32m csv layout; `members` maps base name -> reader."""
+def _read_movielens(source: str, members: dict[str, _Content]) -> RawLog:
+    """ml-100k, ml-1m (and ml-10m) or the ml-latest/ml-25m/ml-32m csv layout; `members` maps base name -> content."""
     roles = Columns("user_id", "item_id", "timestamp", "rating")
     if "u.data" in members:
-        events = _read_delimited(_gunzip(members["u.data"](), f"{source}/u.data"), f"{source}/u.data", "\t",
-                                 names=ML_RATING_COLUMNS, quote=False)
-        catalog = _ml100k_catalog(members["u.item"](), f"{source}/u.item") if "u.item" in members else None
+        events = _read_delimited(members["u.data"], "\t", names=ML_RATING_COLUMNS, quote=False)
+        catalog = _ml100k_catalog(members["u.item"]) if "u.item" in members else None
         return RawLog(events, catalog, source, "movielens-100k", roles)
     if "ratings.dat" in members:
-        data = _gunzip(members["ratings.dat"](), f"{source}/ratings.dat")
-        events = _read_delimited(data.replace(b"::", b"\t"), f"{source}/ratings.dat", "\t",
-                                 names=ML_RATING_COLUMNS, quote=False)
-        catalog = _ml1m_catalog(members["movies.dat"](), f"{source}/movies.dat") if "movies.dat" in members else None
+        ratings = members["ratings.dat"]
+        data = ratings.read(text=True).replace(b"::", b"\t")  # pyarrow takes one-byte separators only
+        events = _read_delimited(_Content.of_bytes(data, ratings.source), "\t", names=ML_RATING_COLUMNS, quote=False)
+        catalog = _ml1m_catalog(members["movies.dat"]) if "movies.dat" in members else None
         return RawLog(events, catalog, source, "movielens-1m", roles)
     if "ratings.csv" in members:
-        events, _ = _read_text_table(_gunzip(members["ratings.csv"](), f"{source}/ratings.csv"), f"{source}/ratings.csv")
+        events, _ = _read_text_table(members["ratings.csv"])
         catalog = None
         if "movies.csv" in members:
-            movies = _gunzip(members["movies.csv"](), f"{source}/movies.csv")
-            catalog = _standard_catalog(_read_text_table(movies, f"{source}/movies.csv")[0], f"{source}/movies.csv")
+            catalog = _standard_catalog(_read_text_table(members["movies.csv"])[0], members["movies.csv"].source)
         return RawLog(events, catalog, source, "movielens-csv", Columns("userId", "movieId", "timestamp", "rating"))
     raise DataError(f"{source}: not a MovieLens layout I know; expected u.data (ml-100k), ratings.dat (ml-1m) or "
                     f"ratings.csv (ml-latest-small, ml-25m, ml-32m); found: {', '.join(sorted(members)[:15]) or 'nothing'}")
 
 
-def _ml100k_catalog(data: bytes, source: str) -> pd.DataFrame:
+def _ml100k_catalog(content: _Content) -> pd.DataFrame:
     """u.item: id|title|release date|video release date|IMDb URL|19 genre flags, latin-1."""
-    data = _gunzip(data, source)
     names = ["item_id", "title", "release_date", "video_release_date", "imdb_url", *ML100K_GENRES]
-    frame = _read_delimited(data, source, "|", _text_encoding(data, source), names=names, quote=False)
+    frame = _read_delimited(content, "|", _text_encoding(content.head, content.source, content.complete_head),
+                            names=names, quote=False)
     flags = frame[list(ML100K_GENRES)].to_numpy() == 1
     genres = pd.Series("", index=frame.index, dtype="string")
     for column, genre in enumerate(ML100K_GENRES):  # 19 columns, each a vectorised step
         genres = genres + np.where(flags[:, column], ", " + genre, "")
     frame = frame.drop(columns=list(ML100K_GENRES))
     frame["genres"] = genres.str.removeprefix(", ").replace("", pd.NA)
-    return _standard_catalog(frame, source)
+    return _standard_catalog(frame, content.source)
 
 
-def _ml1m_catalog(data: bytes, source: str) -> pd.DataFrame:
+def _ml1m_catalog(content: _Content) -> pd.DataFrame:
     """movies.dat: id::title::genres|separated, latin-1."""
-    data = _gunzip(data, source)
-    frame = _read_delimited(data.replace(b"::", b"\t"), source, "\t", _text_encoding(data, source),
-                            names=["item_id", "title", "genres"], quote=False)
-    return _standard_catalog(frame, source)
+    data = content.read(text=True)
+    frame = _read_delimited(_Content.of_bytes(data.replace(b"::", b"\t"), content.source), "\t",
+                            _text_encoding(data, content.source), names=["item_id", "title", "genres"], quote=False)
+    return _standard_catalog(frame, content.source)
 
 
 def _bare_suffix(path: Path | PurePosixPath) -> str:
@@ -672,37 +899,179 @@ def _find_column(columns, accepted, role: str, source: str, required: bool = Fal
     return matches[0] if matches else None
 
 
+@dataclass(frozen=True)
+class FoundRoles:
+    """Each role's column (None where no rule found one), and how it was found: "by name", "by content: ...",
+    "by position: ..." or "set by the format ..."; for a role left open, why (a sentence for a message)."""
+    columns: dict
+    how: dict
+    ambiguous: tuple = ()  # roles that several columns could play
+
+    @property
+    def by_content(self) -> dict:
+        """role -> how, for the roles whose column was found by its values."""
+        return {role: how for role, how in self.how.items() if self.columns[role] and how.startswith("by content")}
+
+    def require(self, source: str) -> Columns:
+        """The roles as Columns; DataError if the user or the item is open, or several columns fit a role."""
+        for role in ("user", "item", *self.ambiguous):
+            if self.columns[role] is None:
+                raise DataError(f"{source}: {self.how[role]}")
+        return Columns(**self.columns)
+
+
 def detect_roles(df: pd.DataFrame, source: str = "") -> Columns:
-    """Find the user, item, timestamp and rating columns by name; DataError if user/item is missing or ambiguous."""
+    """The user, item, timestamp and rating columns, as find_roles finds them; DataError if the user or
+    the item is missing, or several columns fit a role."""
     source = source or df.attrs.get("source") or "the table"
-    return Columns(user=_find_column(df.columns, USER_NAMES, "user", source, required=True),
-                   item=_find_column(df.columns, ITEM_NAMES, "item", source, required=True),
-                   timestamp=_find_column(df.columns, TIMESTAMP_NAMES, "timestamp", source),
-                   rating=_find_column(df.columns, RATING_NAMES, "rating", source))
+    return find_roles(df, source).require(source)
 
 
-def _roles_by_position(frame: pd.DataFrame) -> Columns | None:
+def find_roles(frame: pd.DataFrame, source: str = "") -> FoundRoles:
+    """Each role's column in a table with a header row. By name first (user_id, sku, timestamp, ... in any
+    case); then, for what the names leave open, by content: a column of dates, or of epoch seconds or
+    milliseconds from 1995 to 2100, is the timestamp; a column whose values repeat in runs, many rows each,
+    is the user (logs are mostly written user by user); then the item is the remaining id column with the
+    most distinct values. The rating is found by name only. Content is judged on the first rows."""
+    source = source or frame.attrs.get("source") or "the table"
+    names = [str(c) for c in frame.columns]
+    columns, how, ambiguous = dict.fromkeys(ROLE_NAMES), {}, []
+    for role, accepted in ROLE_NAMES.items():
+        try:
+            columns[role] = _find_column(frame.columns, accepted, role, source)
+        except DataError as err:  # two columns have the role's name
+            how[role] = str(err).removeprefix(f"{source}: ")
+            ambiguous.append(role)
+        else:
+            if columns[role] is not None:
+                how[role] = "by name"
+    sample = frame.iloc[:CONTENT_SAMPLE_ROWS]
+    free = [c for c in frame.columns if c not in columns.values() and _bare_name(c).lower() not in DESCRIPTIVE_NAMES]
+
+    def pick(role: str, evidence: dict, rank) -> None:
+        """The column whose evidence ranks highest; several equal ones leave the role open."""
+        best = sorted(evidence, key=lambda c: rank(evidence[c]), reverse=True)
+        if len(best) > 1 and rank(evidence[best[0]]) == rank(evidence[best[1]]):
+            how[role] = (f"columns {best[0]!r} and {best[1]!r} could both be the {role} column ({evidence[best[0]][-1]}; "
+                         f"{evidence[best[1]][-1]}); choose the {role} column explicitly")
+            ambiguous.append(role)
+        elif best:
+            columns[role], how[role] = best[0], f"by content: {evidence[best[0]][-1]}"
+
+    if "timestamp" not in how:
+        times = {c: (why,) for c in free if (why := _time_evidence(frame[c]))}
+        pick("timestamp", times, lambda evidence: 0)  # two columns of times: which is the event's, only a person knows
+        free = [c for c in free if c not in times]
+    ids = [c for c in free if _is_id_like(sample[c])]
+    if "user" not in how:
+        pick("user", {c: runs for c in ids if (runs := _run_evidence(sample[c]))}, lambda evidence: evidence[0])
+        if "user" not in how:
+            how["user"] = (f"no user column found among the columns {names}; expected one named "
+                           f"{', '.join(USER_NAMES)} (any case), or one whose values repeat in runs, many rows each, "
+                           "as in a log written user by user; choose the user column explicitly")
+    if "item" not in how:
+        if columns["user"] is not None:
+            pick("item", {c: distinct for c in ids if c != columns["user"] and (distinct := _item_evidence(sample[c]))},
+                 lambda evidence: evidence[0])
+        if "item" not in how:
+            how["item"] = (f"no item column found among the columns {names}; expected one named "
+                           f"{', '.join(ITEM_NAMES)} (any case), or, besides the user's, an id column whose values "
+                           "recur; choose the item column explicitly")
+    return FoundRoles(columns, {role: how[role] for role in ROLE_NAMES if role in how}, tuple(ambiguous))
+
+
+def _roles_by_position(frame: pd.DataFrame) -> FoundRoles | None:
     """A table without a header row: the user is the first column and the item the second (as in every
-    headerless log format), a later column of epoch numbers or dates the timestamp, one of numbers
-    from 0 to 10 the rating. The Data page shows the guess for the user to correct."""
+    headerless log format), a later column of dates or epoch times the timestamp, one of numbers from 0
+    to 10 the rating. The Data page shows the guess for the user to correct."""
     columns = list(frame.columns)
     if len(columns) < 2:
         return None
-    later = columns[2:]
-    timestamp = next((column for column in later if _looks_like_times(frame[column])), None)
-    rating = next((column for column in later if column != timestamp and _looks_like_ratings(frame[column])), None)
-    return Columns(columns[0], columns[1], timestamp, rating)
+    found = {"user": columns[0], "item": columns[1], "timestamp": None, "rating": None}
+    how = {"user": "by position: the first column of a file without a header row",
+           "item": "by position: the second column of a file without a header row"}
+    for column in columns[2:]:
+        if found["timestamp"] is None and (why := _time_evidence(frame[column])):
+            found["timestamp"], how["timestamp"] = column, f"by content: {why}"
+        elif found["rating"] is None and _looks_like_ratings(frame[column]):
+            found["rating"], how["rating"] = column, "by content: numbers from 0 to 10"
+    return FoundRoles(found, how)
 
 
-def _looks_like_times(values: pd.Series) -> bool:
-    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
-        return bool(values.notna().any() and values.min() >= 1e8)  # epoch seconds since 1973, or a finer unit
-    sample = values.dropna().head(100).astype(str)
-    if sample.empty or not sample.str.contains(DATE_LIKE).all():
+def _time_evidence(values: pd.Series) -> str | None:
+    """'epoch seconds from 2019-03-01 to 2021-12-30', 'dates from ...': what shows the column to be a time,
+    or None. Numbers must be epoch seconds or milliseconds within EPOCH_YEARS (which ratings, counts and
+    most ids are not); text must hold a four-digit year and read as dates; a constant is no event time."""
+    present = values.dropna()
+    if present.empty or pd.api.types.is_bool_dtype(values.dtype):
+        return None
+    first, last = (pd.Timestamp(f"{year}-01-01", tz="UTC") for year in EPOCH_YEARS)
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        low, high = present.min(), present.max()
+        for unit, per_second in (("epoch seconds", 1), ("epoch milliseconds", 1000)):
+            if first.timestamp() * per_second <= low < high < last.timestamp() * per_second:
+                low, high = (pd.Timestamp(number / per_second, unit="s") for number in (low, high))
+                return f"{unit} from {low:%Y-%m-%d} to {high:%Y-%m-%d}"
+        return None
+    inferred = pd.api.types.infer_dtype(present.iloc[:CONTENT_SAMPLE_ROWS], skipna=True)
+    if pd.api.types.is_datetime64_any_dtype(values.dtype) or inferred in ("date", "datetime"):  # Parquet, Excel, ISO dates
+        kind, dates = ("dates" if inferred == "date" else "date-times"), pd.to_datetime(present, utc=True)
+    elif inferred == "string":
+        text = present.iloc[::max(1, len(present) // 200)].astype(str).str.strip()  # spread over the column
+        if not text.str.contains(YEAR_IN_TEXT).all():
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            kind, dates = "dates", pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+        if dates.isna().any():
+            return None
+    else:
+        return None
+    low, high = dates.min(), dates.max()
+    if not first <= low < high < last:
+        return None
+    return f"{kind} from {low:%Y-%m-%d} to {high:%Y-%m-%d}"
+
+
+def _is_id_like(values: pd.Series) -> bool:
+    """Integers, or words (text without spaces): what ids look like. Not a fraction, a rating, a sentence,
+    or a list."""
+    present = values.dropna()
+    if present.empty or pd.api.types.is_bool_dtype(values.dtype) or _looks_like_ratings(values):
         return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return bool(pd.to_datetime(sample, errors="coerce", format="mixed").notna().all())
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return True
+    if pd.api.types.is_float_dtype(values.dtype):
+        return bool((present % 1 == 0).all())
+    if pd.api.types.infer_dtype(present, skipna=True) != "string":
+        return False
+    return bool(present.str.contains(r"\s", regex=True).mean() <= 0.1)
+
+
+def _run_evidence(values: pd.Series) -> tuple[float, str] | None:
+    """(share of rows that repeat the row above, why) for a column that looks like a log's user: its values
+    come in runs, many rows each, far more often than two rows picked at random agree; else None."""
+    codes, distinct = pd.factorize(values)
+    codes = codes[codes >= 0]
+    if len(distinct) < 2 or len(codes) < 2 * len(distinct):
+        return None
+    repeats = float(np.mean(codes[1:] == codes[:-1]))
+    chance = float(np.sum((np.bincount(codes) / len(codes)) ** 2))  # of a row agreeing with a random other row
+    if repeats < MIN_RUN_SHARE or repeats < RUN_CONTRAST * chance:
+        return None
+    return repeats, (f"its values repeat in runs: {repeats:.0%} of rows repeat the row above, "
+                     f"{len(codes) / len(distinct):.1f} rows per value")
+
+
+def _item_evidence(values: pd.Series) -> tuple[int, str] | None:
+    """(distinct values, why) for an id column whose values recur and are many; else None. A value on
+    almost every row is an event id or a time; a few values are a type or a count."""
+    codes, distinct = pd.factorize(values)
+    rows = int(np.count_nonzero(codes >= 0))
+    if len(distinct) > 0.9 * rows or len(distinct) < min(MIN_ITEMS, rows / 3):
+        return None
+    return len(distinct), (f"the other id column, with the most distinct values ({len(distinct):,} in "
+                           f"{'the first ' * (len(values) == CONTENT_SAMPLE_ROWS)}{rows:,} rows)")
 
 
 def _looks_like_ratings(values: pd.Series) -> bool:
@@ -755,19 +1124,8 @@ def _standard_catalog(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return out
 
 
-ROLE_NAMES = {"user": USER_NAMES, "item": ITEM_NAMES, "timestamp": TIMESTAMP_NAMES, "rating": RATING_NAMES}
-
-
-def guess_roles(raw: RawLog) -> dict[str, str | None]:
-    """Each role's column: as the format fixes it, else found by name as detect_roles does. Role
-    by role, so that a missing or ambiguous column leaves only that role open (None) for the
-    user to choose, instead of failing them all."""
-    if raw.roles is not None:
-        return asdict(raw.roles)
-    guesses = {}
-    for role, names in ROLE_NAMES.items():
-        try:
-            guesses[role] = _find_column(raw.events.columns, names, role, raw.source)
-        except DataError:  # two columns fit
-            guesses[role] = None
-    return guesses
+def guess_roles(raw: RawLog) -> FoundRoles:
+    """Each role's column, and how it was found: as the format fixes it, else by position (no header row),
+    else by name and content (find_roles). Role by role, so that a missing or ambiguous column leaves only
+    that role open (None) for the user to choose, instead of failing them all."""
+    return raw.found_roles

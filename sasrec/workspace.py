@@ -418,14 +418,19 @@ class Workspace:
             _remove(run.path, self.root / "runs")
 
     def run_summary(self, run: rundir.Run) -> dict:
-        """One row of the runs table, read from the run directory."""
+        """One row of the runs table, read from the run directory. Its duration is the trainer's clock:
+        from the start of its command (set back by the time of earlier sessions, on resume) to now while
+        it runs, and to its last word once it has ended, the final evaluation included. A run whose
+        trainer has not written yet (queued, or starting) shows the time of its earlier sessions (none:
+        0): the time since its launch would not be on that clock, and could run backwards once it is."""
         status, config, progress = run.status(), run.config(), run.progress()
         state = run.state()
         started = status.get("started") or config.get("created") or run.path.stat().st_mtime
-        if "elapsed_seconds" in status and state != rundir.RUNNING:  # written when the run ended
-            duration = status["elapsed_seconds"]
+        if "updated" not in status:  # launched, and its trainer has not written yet (see Run.status)
+            earlier = rundir.read_json(run.path / "status.json") or {}  # a resumed run's last session
+            duration = earlier["updated"] - earlier["started"] if {"updated", "started"} <= set(earlier) else 0.0
         else:
-            duration = (time.time() if state == rundir.RUNNING else status.get("updated", started)) - started
+            duration = (time.time() if state == rundir.RUNNING else status["updated"]) - started
         valid = [m["valid_ndcg@10"] for m in run.metrics() if "valid_ndcg@10" in m]
         test = run.test_metrics() or {}
         return {"name": run.name, "dataset": (config.get("data") or {}).get("name") or status.get("dataset"),

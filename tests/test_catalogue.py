@@ -1,12 +1,18 @@
 """A catalogue of malformed and hostile inputs (issue "Trust"), each with what must happen to it:
-loaded correctly, with a count of what was dropped, or refused with one clear message. Every
-entry goes through the engine (Workspace.store_upload, then load_dataset) and through the Data
-page under AppTest, where it must give the statistics or exactly one error box, never an
-exception and never a server path."""
+loaded correctly, with a count of what was dropped, refused with one clear message, or (where
+neither the names nor the values of the columns say which is the user or the item) a question.
+Every entry goes through the engine (Workspace.store_upload, then load_dataset) and through the
+Data page under AppTest, where it must give the statistics, exactly one error box, or the
+question, never an exception and never a server path. Text is read in pieces of PIECE bytes
+here, so that what spans pieces (types, encodings, line numbers, a gzip or zip member that
+streams) is tried on small files."""
 
 import gzip
 import io
+import json
 import struct
+import subprocess
+import sys
 import zipfile
 from dataclasses import dataclass, field
 
@@ -15,13 +21,15 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from sasrec import readers
+from sasrec import cli, readers
+from sasrec import dataset as dataset_module
 from sasrec.dataset import load_dataset
 from sasrec.readers import DataError
 from tests.browser import ROOT
 
 APP = str(ROOT / "app.py")
 LIMIT = 2 << 20  # MAX_DECOMPRESSED_BYTES in these tests: the bombs unpack to 4 times as much
+PIECE = 64 << 10  # CSV_PIECE_BYTES in these tests (in blocks of half as much)
 
 
 @dataclass
@@ -39,6 +47,14 @@ class Loaded:
 class Refused:
     """DataError, whose message holds every fragment."""
     fragments: tuple
+
+
+@dataclass
+class Asked:
+    """No column is found for a role: the engine refuses (DataError with every fragment), the Data page
+    asks for the column (a warning naming the role) and shows no error."""
+    fragments: tuple
+    role: str
 
 
 def csv(rows, header="user_id,item_id,timestamp", sep=",", end="\n") -> bytes:
@@ -91,6 +107,21 @@ def one_event_per_user(users: int) -> bytes:
     return ("user_id,item_id\n" + "".join(f"u{n},i{n % 1000}\n" for n in range(users))).encode()
 
 
+def dated(rows, header="customer,sku,purchased_at") -> bytes:
+    """ROWS as an export writes them: names SASRec does not know, times as dates."""
+    return csv([(u, i, f"{pd.Timestamp(1_600_000_000 + t, unit='s'):%Y-%m-%d %H:%M:%S}") for u, i, t in rows], header)
+
+
+def padded(rows, header="user_id,item_id,timestamp", width=300) -> bytes:
+    """Rows whose last value (the time) is padded with spaces, as a fixed-width export writes them: many
+    pieces of text for a small table."""
+    return csv([(*row[:-1], f"{row[-1]}{' ' * width}") for row in rows], header)
+
+
+def gzip_members(*parts: bytes) -> bytes:
+    return b"".join(gzip.compress(part) for part in parts)
+
+
 def with_nested(item_as_list: bool) -> bytes:
     frame = pd.DataFrame({"user_id": [u for u, _, _ in ROWS], "item_id": [i for _, i, _ in ROWS],
                           "timestamp": [t for _, _, t in ROWS], "tags": [["x", "y"], [], ["z"]] * 3})
@@ -102,6 +133,9 @@ def with_nested(item_as_list: bool) -> bytes:
 GOOD_CSV = csv(ROWS)
 GOOD_PARQUET = parquet(pd.DataFrame(ROWS, columns=["user_id", "item_id", "timestamp"]))
 BOMB = b"0" * (4 * LIMIT)
+# 1,200 events of 40 users, 30 each, over 101 items; far more text than a piece once padded.
+MANY_ROWS = [(f"u{n // 30}", f"i{n * 7 % 101}", 1_600_000_000 + n) for n in range(1200)]
+MANY = Loaded(40, 101, 1200)
 
 # name in the catalogue -> (file name as uploaded, content, expected, catalog (name, content) or None)
 CATALOGUE = {
@@ -202,12 +236,48 @@ CATALOGUE = {
     "a name that is only ..": ("..", GOOD_CSV, GOOD, None),
     "a catalog whose ids match nothing": ("log.csv", GOOD_CSV, Refused(("items.csv", "none of the catalog's item ids")),
                                           ("items.csv", b"item_id,title\n101,X\n102,Y\n")),
+    # roles found by content, where the names say nothing
+    "an export: customer, sku, purchased_at": ("export.csv", dated(ROWS), GOOD, None),
+    "unnamed columns: visitor, product, epoch milliseconds": ("log.csv", csv([(u, i, t * 1000 + 1_600_000_000_000)
+                                                                             for u, i, t in ROWS], "visitor,product,when"),
+                                                              GOOD, None),
+    "a grade from 1 to 5 is no time": ("log.csv", csv([(u, i, 1 + t % 5) for u, i, t in ROWS], "customer,sku,grade"),
+                                       Loaded(3, 4, 9, sequences={"a": ["i3", "i1", "i2"]}), None),
+    "users not in runs": ("export.csv", dated([ROWS[n] for n in (0, 3, 6, 1, 4, 7, 2, 5, 8)]),
+                          Asked(("export.csv", "no user column", "repeat in runs"), "user"), None),
+    "event ids and a count, but no item": ("log.csv", csv([(u, n, 1 + n % 2) for n, (u, _, _) in enumerate(ROWS)],
+                                                          "customer,event,quantity"),
+                                           Asked(("log.csv", "no item column"), "item"), None),
+    # streamed in pieces
+    "a padded gzip of many pieces": ("log.csv.gz", gzip.compress(padded(MANY_ROWS)), MANY, None),
+    "a padded gzip inside a zip": ("log.zip", zipped({"export/log.csv.gz": gzip.compress(padded(MANY_ROWS))}), MANY,
+                                   None),
+    "a zip member of many pieces": ("log.zip", zipped({"log.csv": padded(MANY_ROWS)}), MANY, None),
+    "gzip members one after another": ("log.csv.gz", gzip_members(csv(MANY_ROWS[:600]), padded(MANY_ROWS[600:], None)),
+                                       MANY, None),
+    "gzip with trailing bytes that are not gzip": ("log.csv.gz", gzip.compress(padded(MANY_ROWS)) + b"not gzip data",
+                                                   Refused(("log.csv.gz", "cannot be decompressed")), None),
+    "a padded gzip past the unpacking cap": ("big.csv.gz", gzip.compress(padded(MANY_ROWS * 4, width=500)),
+                                             Refused(("big.csv.gz", "bomb")), None),
+    "a rating that turns to text pieces later": ("log.csv", padded([(u, i, 3, t) for u, i, t in MANY_ROWS[:1100]]
+                                                                   + [(u, i, "n/a", t) for u, i, t in MANY_ROWS[1100:]],
+                                                                   "user_id,item_id,rating,timestamp"), MANY, None),
+    "Latin-1 pieces later": ("log.csv", padded(MANY_ROWS[:1199] + [("u39", "caf\u00e9", 1_600_001_199)]).decode()
+                             .encode("latin-1"),
+                             Loaded(40, 102, 1200, sequences={"u39": [f"i{n * 7 % 101}" for n in range(1170, 1199)]
+                                                              + ["caf\u00e9"]}), None),
+    "a NUL byte pieces later": ("log.csv", padded(MANY_ROWS).replace(b"u39,i", b"u39,\x00i", 1),
+                                Refused(("log.csv", "line 1172", "NUL")), None),
+    "malformed rows pieces later": ("log.csv", padded(MANY_ROWS[:1000]) + b"u33,i1\n" * 20 + padded(MANY_ROWS[1000:], None),
+                                    Refused(("log.csv", "20 of 1220", "line 1002")), None),
 }
 
 
 @pytest.fixture(autouse=True)
-def small_decompression_limit(monkeypatch):
+def small_limit_and_pieces(monkeypatch):
     monkeypatch.setattr(readers, "MAX_DECOMPRESSED_BYTES", LIMIT)
+    monkeypatch.setattr(readers, "CSV_PIECE_BYTES", PIECE)
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", PIECE // 2)
 
 
 def sequences(dataset) -> dict:
@@ -233,7 +303,7 @@ def test_the_engine(entry, workspace):
     assert path.resolve().parent.parent == (workspace.root / "uploads").resolve()
     assert ".." not in path.name and "/" not in path.name and "\\" not in path.name
     items = catalog and workspace.store_upload(*catalog)
-    if isinstance(expected, Refused):
+    if isinstance(expected, (Refused, Asked)):
         with pytest.raises(DataError) as info:
             load_dataset(path, items=items)
         message = str(info.value)
@@ -276,6 +346,99 @@ def test_the_data_page(entry, workspace):
         assert len(errors) == 1, errors
         assert expected.fragments[-1] in errors[0], errors[0]
         return
+    if isinstance(expected, Asked):
+        assert not errors and not at.metric
+        assert [w.value for w in at.warning if f"Choose the {expected.role} column" in w.value], at.warning
+        assert at.selectbox(key=f"role_{expected.role}").value is None
+        return
     assert not errors
     assert next(m.value for m in at.metric if m.label == "Users") == f"{expected.users:,}"
     assert next(m.value for m in at.metric if m.label == "Interactions") == f"{expected.events:,}"
+
+
+def test_the_data_page_says_which_rule_found_each_role(workspace):
+    at = open_data_page()
+    at.file_uploader(key="upload_log").set_value(("export.csv", dated(ROWS), "text/csv")).run()
+    assert [at.selectbox(key=f"role_{role}").value for role in ("user", "item", "timestamp")] == [
+        "customer", "sku", "purchased_at"]
+    captions = [c.value for c in at.caption]
+    assert "Detected from the column names and values; correct them if they are wrong." in captions
+    assert ("User **customer**: found by content: its values repeat in runs: 75% of rows repeat the row above, "
+            "3.0 rows per value.") in captions
+    assert "Timestamp **purchased_at**: found by content: date-times from 2020-09-13 to 2020-09-13." in captions
+    assert not [c for c in captions if "**sku**" in c], "the item was found by its name, as the first caption says"
+
+
+# Running out of memory: one message, in the engine, the command line and the app
+
+@pytest.fixture
+def no_memory_to_parse(monkeypatch):
+    """pyarrow runs out of memory while parsing text (as ArrowMemoryError, which is a MemoryError)."""
+    def parse(*args, **kwargs):
+        raise readers.pa.ArrowMemoryError("malloc of size 16777216 failed")
+    monkeypatch.setattr(readers.pacsv, "read_csv", parse)
+
+
+def test_running_out_of_memory_is_one_data_error(no_memory_to_parse, workspace, capsys):
+    path = workspace.store_upload("log.csv.gz", gzip.compress(GOOD_CSV))
+    with pytest.raises(DataError, match=r"^log\.csv\.gz: ran out of memory while reading it") as info:
+        load_dataset(path)
+    assert info.value.__context__ is None and info.value.__cause__ is None  # what was read is not kept alive
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["stats", str(path)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {str(info.value)}"]
+
+
+def test_the_data_page_shows_running_out_of_memory_as_one_error(no_memory_to_parse, workspace):
+    at = open_data_page()
+    at.file_uploader(key="upload_log").set_value(("log.csv", GOOD_CSV, "text/csv")).run()
+    assert not at.exception
+    assert [e.value for e in at.error if "ran out of memory while reading it" in e.value] and len(at.error) == 1
+
+
+def test_building_the_dataset_out_of_memory_is_a_data_error(monkeypatch, workspace):
+    monkeypatch.setattr(dataset_module, "_time_order", lambda *args: np.empty(10**15))  # numpy: MemoryError
+    with pytest.raises(DataError, match=r"^log\.csv: ran out of memory"):
+        load_dataset(workspace.store_upload("log.csv", GOOD_CSV))
+
+
+# A big gzip under a small address space: reading takes the memory of the table, not of the text
+
+CHILD = """
+import json, resource, sys
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+{read}
+print(json.dumps({{"users": dataset.num_users, "items": dataset.num_items, "events": dataset.num_events}}))
+"""
+READ_STREAMING = "from sasrec.dataset import load_dataset\ndataset = load_dataset(sys.argv[1])"
+# The same log unpacked whole first, as the readers did before they streamed: the control.
+READ_WHOLE = ("import gzip, pyarrow as pa, pyarrow.csv as pacsv\nfrom sasrec.dataset import build_dataset\n"
+              "from sasrec.readers import Columns\n"
+              "events = pacsv.read_csv(pa.BufferReader(gzip.open(sys.argv[1]).read())).to_pandas()\n"
+              "dataset = build_dataset(events, Columns('user_id', 'item_id', 'timestamp'))")
+UNPACKED_MB, ADDRESS_SPACE_MB = 400, 1200  # the imports and pyarrow's threads take about 600 MB of it
+
+
+def run_child(read: str, path, limit_mb: int):
+    return subprocess.run([sys.executable, "-c", CHILD.format(read=read), str(path), str(limit_mb << 20)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_big_gzip_streams_into_a_small_address_space(tmp_path):
+    """400 MB of padded rows in a 3 MB gzip: their table is 20 MB. Unpacked whole, the text alone would
+    take 400 MB of the 1.2 GB address space, twice over while the pieces are joined: that fails, as the
+    control shows; streamed, it reads."""
+    rows, unpacked, path = 0, 0, tmp_path / "padded.csv.gz"
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        out.write(b"user_id,item_id,timestamp\n")
+        while unpacked < UNPACKED_MB << 20:
+            unpacked += out.write("".join(f"u{n // 20},i{n * 7 % 1009},{1_600_000_000 + n}{' ' * 300}\n"
+                                          for n in range(rows, rows + 10_000)).encode())
+            rows += 10_000
+    streamed = run_child(READ_STREAMING, path, ADDRESS_SPACE_MB)
+    assert streamed.returncode == 0, streamed.stderr[-2000:]
+    assert json.loads(streamed.stdout) == {"users": rows // 20, "items": 1009, "events": rows}
+    whole = run_child(READ_WHOLE, path, ADDRESS_SPACE_MB)  # MemoryError, or pyarrow aborts
+    assert whole.returncode != 0, whole.stdout

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sasrec import readers
 from sasrec.dataset import Dataset, Preprocessing, build_dataset, load_dataset
-from sasrec.readers import Columns, DataError, detect_roles, read_catalog, read_log
+from sasrec.readers import Columns, DataError, detect_roles, find_roles, guess_roles, read_catalog, read_log
 from sasrec.sequences import holdout, training_ends
 from tests.browser import ROOT
 
@@ -344,10 +345,13 @@ def test_recbole_style_headers_are_stripped(tmp_path):
 def test_ambiguous_and_missing_roles(tmp_path):
     path = write(tmp_path / "two_users.csv", log_text(header=("user_id", "userId", "rating", "timestamp")))
     data_error(lambda: load_dataset(path), "two_users.csv", "'user_id'", "'userId'", "user column")
-    path = write(tmp_path / "odd.csv", log_text(header=("who", "what", "score", "when")))
-    data_error(lambda: load_dataset(path), "odd.csv", "no user column", "who", "what", "user_id")
+    # Neither the names nor the values tell: no column's values come in runs, as a user's do.
+    interleaved = [LOG_ROWS[n] for n in (0, 3, 6, 1, 4, 7, 2, 5, 8)]
+    path = write(tmp_path / "odd.csv", log_text(header=("who", "what", "score", "when"), rows=interleaved))
+    data_error(lambda: load_dataset(path), "odd.csv", "no user column", "who", "what", "user_id", "repeat in runs")
     dataset = load_dataset(path, roles=Columns("who", "what", "when"))  # the caller's roles always win
     assert sequences(dataset) == EXPECTED
+    assert dataset.report[0]["roles"]["user"] == {"column": "who", "how": "given"}
 
 
 def test_explicit_roles_override_detection(tmp_path):
@@ -357,6 +361,191 @@ def test_explicit_roles_override_detection(tmp_path):
                            preprocessing=Preprocessing(min_seq_len=1))
     assert set(dataset.user_ids) == {"i1", "i2", "i3", "i4"}
     data_error(lambda: load_dataset(path, roles=Columns("user_id", "nope")), "log.csv", "'nope'", "item column")
+
+
+def found(frame: pd.DataFrame):
+    roles = find_roles(frame, "log.csv")
+    return roles.columns, roles.how
+
+
+def test_names_first_then_content_for_what_they_leave_open():
+    frame = pd.DataFrame({"customer": ["a", "a", "a", "b", "b", "b", "c", "c", "c"],  # in runs
+                          "sku": ["x", "y", "z", "x", "y", "w", "w", "z", "x"],
+                          "purchased_at": [f"2021-03-0{d} 10:00" for d in range(1, 10)], "amount": [9.5] * 9})
+    columns, how = found(frame)
+    assert columns == {"user": "customer", "item": "sku", "timestamp": "purchased_at", "rating": None}
+    assert how == {"user": "by content: its values repeat in runs: 75% of rows repeat the row above, 3.0 rows per value",
+                   "item": "by name", "timestamp": "by content: dates from 2021-03-01 to 2021-03-09"}
+    # a name always wins: a column named user_id is the user, even when another column is in runs
+    named = frame.assign(user_id=list("abcabcabc"))
+    assert found(named)[0]["user"] == "user_id" and found(named)[1]["user"] == "by name"
+    # the item by content: the other id column with the most distinct values (not the time, not the amount)
+    columns, how = found(frame.rename(columns={"sku": "product"}).assign(store=list("pqpqpqpqp")))
+    assert columns["item"] == "product" and how["item"].startswith("by content: the other id column")
+
+
+@pytest.mark.parametrize("values, unit", [
+    ([788_918_400, 800_000_000], "epoch seconds"),                   # 1995-01-01 is the first
+    ([1_600_000_000_000, 1_600_000_500_000], "epoch milliseconds"),
+    ([4_102_444_700, 4_102_444_799.5], "epoch seconds"),             # up to 2099-12-31
+    (["31/01/2024", "01/02/2024"], "dates"),
+    (["Jan 5, 2024", "Feb 6, 2024"], "dates"),
+    (pd.to_datetime(["2024-01-31", "2024-02-01"]), "date-times"),
+])
+def test_times_by_content(values, unit):
+    frame = pd.DataFrame({"who": ["a", "a"] * 2, "what": ["x", "y"] * 2, "when": list(values) * 2})
+    columns, how = found(frame)
+    assert columns["timestamp"] == "when" and how["timestamp"].startswith(f"by content: {unit} from ")
+
+
+@pytest.mark.parametrize("values", [
+    [1, 2, 3, 4, 5],                                  # ratings
+    [4.5, 3.0, 5.0, 1.5, 2.0],
+    ["4.5", "3.0", "5", "1.5", "2"],                  # dateutil would read "4.5" as April 5th
+    [788_918_399, 800_000_000, 800_000_001, 800_000_002, 800_000_003],  # from 1994
+    [4_102_444_800, 800_000_000, 800_000_001, 800_000_002, 800_000_003],  # to 2100
+    [1_600_000_000] * 5,                              # a constant: the export's time, not the events'
+    [10**17 + n for n in range(5)],                   # ids of 18 digits (epoch nanoseconds are not guessed)
+    ["1950-03-01", "1961-01-02", "1970-05-05", "1984-12-12", "1990-01-01"],  # birth dates
+    ["SKU-2024-0001", "SKU-2024-0002", "SKU-2024-0003", "SKU-2024-0004", "SKU-2024-0005"],
+    [True, False, True, True, False],
+])
+def test_what_is_no_time(values):
+    frame = pd.DataFrame({"user_id": list("aaabb"), "item_id": list("xyzxy"), "other": values})
+    columns, how = found(frame)
+    assert columns["timestamp"] is None and "timestamp" not in how
+
+
+def test_two_columns_of_times_leave_the_choice_to_the_user(tmp_path):
+    frame = pd.DataFrame({"user_id": list("aaabbb"), "item_id": list("xyzxyz"),
+                          "ordered": [f"2021-03-0{d}" for d in range(1, 7)], "shipped": [f"2021-04-0{d}" for d in range(1, 7)]})
+    columns, how = found(frame)
+    assert columns["timestamp"] is None and how["timestamp"].startswith("columns 'ordered' and 'shipped' could both")
+    path = write(tmp_path / "log.csv", frame.to_csv(index=False))
+    data_error(lambda: load_dataset(path), "log.csv", "could both be the timestamp column", "choose")
+    assert sequences(load_dataset(path, roles=Columns("user_id", "item_id", "shipped"))) == {"a": list("xyz"),
+                                                                                            "b": list("xyz")}
+
+
+def test_a_user_comes_in_runs_with_many_rows_each_and_a_type_is_no_user():
+    runs = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    channel = ["web"] * 6 + ["app"] * 6  # in longer runs (91% repeat), but half of all pairs of rows agree
+    items = [f"i{n}" for n in (1, 2, 3, 4, 2, 3, 4, 5, 3, 4, 5, 6)]
+    columns, how = found(pd.DataFrame({"channel": channel, "customer": runs, "product": items}))
+    assert columns["user"] == "customer" and "82% of rows repeat the row above, 4.0 rows per value" in how["user"]
+    assert found(pd.DataFrame({"channel": channel, "product": items}))[0]["user"] is None
+    one_each = pd.DataFrame({"customer": [f"c{n}" for n in range(12)], "product": items})  # no runs: no user
+    columns, how = found(one_each)
+    assert columns["user"] is None and how["user"].startswith("no user column found among the columns")
+    assert columns["item"] is None  # the item is looked for by content only once the user is known
+
+
+def test_an_item_is_an_id_whose_values_recur():
+    base = {"customer": list("aaaabbbbcccc")}
+    events = [f"e{n}" for n in range(12)]  # one per row: an event id
+    products = [f"p{n % 5}" for n in range(12)]
+    titles = [f"Product number {n % 5}" for n in range(12)]  # sentences, not ids
+    columns, _ = found(pd.DataFrame(base | {"event": events, "product": products, "label": titles}))
+    assert columns["item"] == "product"
+    columns, how = found(pd.DataFrame(base | {"event": events, "quantity": [1, 2, 1] * 4}))
+    assert columns["item"] is None and how["item"].startswith("no item column found")
+    columns, _ = found(pd.DataFrame(base | {"product": products, "title": [f"p{n}" for n in range(12)]}))
+    assert columns["item"] == "product"  # a column named like a title is never an id
+
+
+def test_a_file_without_a_header_reports_positions_and_content(tmp_path):
+    path = write(tmp_path / "u.tsv", "".join(f"{u}\t{i}\t{r}\t{881250949 + n}\n" for n, (u, i, r) in
+                                            enumerate([(1, 5, 3), (1, 6, 4), (2, 5, 1), (2, 7, 2), (1, 7, 5), (2, 6, 3)])))
+    roles = guess_roles(read_log(path))
+    assert roles.how == {"user": "by position: the first column of a file without a header row",
+                         "item": "by position: the second column of a file without a header row",
+                         "timestamp": "by content: epoch seconds from 1997-12-04 to 1997-12-04",
+                         "rating": "by content: numbers from 0 to 10"}
+
+
+def test_the_report_and_the_command_line_say_how_each_role_was_found(tmp_path):
+    rows = [("c1", "s1", "2021-01-03"), ("c1", "s2", "2021-01-04"), ("c1", "s3", "2021-01-05"),
+            ("c2", "s2", "2021-02-01"), ("c2", "s3", "2021-02-02"), ("c2", "s1", "2021-02-03"),
+            ("c3", "s3", "2021-01-01"), ("c3", "s1", "2021-01-02"), ("c3", "s2", "2021-01-03")]
+    path = write(tmp_path / "export.csv", log_text(header=("customer", "sku", "purchased_at"), rows=rows))
+    roles = load_dataset(path).report[0]["roles"]
+    assert roles == {"user": {"column": "customer", "how": "by content: its values repeat in runs: 75% of rows repeat "
+                                                           "the row above, 3.0 rows per value"},
+                     "item": {"column": "sku", "how": "by name"},
+                     "timestamp": {"column": "purchased_at", "how": "by content: dates from 2021-01-01 to 2021-02-03"}}
+    printed = subprocess.run([sys.executable, "-m", "sasrec", "stats", str(path), "--min-len", "1"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    assert printed[:3] == [f"{role} column {found['column']!r} ({found['how']})" for role, found in roles.items()]
+
+
+# -----------------------------------------------------------------------------
+# streaming
+
+@pytest.fixture
+def small_pieces(monkeypatch):
+    """Text is read in pieces of 4 KB (blocks of 1 KB), so that a small file spans many."""
+    monkeypatch.setattr(readers, "CSV_PIECE_BYTES", 4096)
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 1024)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.sampled_from(["u1", "u2", "007", "x y", 'q"t']), st.integers(0, 10**6),
+                               st.one_of(st.integers(1_600_000_000, 1_700_000_000), st.just(""), st.just("n/a"))),
+                     min_size=1, max_size=400),
+       gzipped=st.booleans())
+def test_pieces_read_as_the_whole_text_does(tmp_path, monkeypatch, rows, gzipped):
+    """However a file is cut into pieces, the table is the one read in one piece: the same rows, values,
+    column types and skipped rows."""
+    lines = ["user_id,item,when"] + [f'"{u.replace(chr(34), 2 * chr(34))}",{i},{t}' for u, i, t in rows]
+    text = ("\n".join(lines) + "\n").encode()
+    path = write(tmp_path / ("log.csv.gz" if gzipped else "log.csv"), gzip.compress(text) if gzipped else text)
+    whole = read_log(path).events
+    monkeypatch.setattr(readers, "CSV_PIECE_BYTES", 256)
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 128)
+    pieces = read_log(path).events
+    pd.testing.assert_frame_equal(pieces, whole)
+    assert pieces.attrs == whole.attrs
+
+
+def test_line_numbers_count_from_the_start_of_the_file_in_every_piece(tmp_path, small_pieces):
+    rows = [f"u{n % 7},i{n % 13},{1_600_000_000 + n}" for n in range(2000)]
+    rows[1500] = "u1,i1"  # line 1502, in a later piece
+    rows[1800:1830] = ["u2"] * 30
+    path = write(tmp_path / "log.csv", "user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    data_error(lambda: read_log(path), "log.csv", "31 of 2000 rows", "line 1502: 'u1,i1'", "line 1802: 'u2'")
+    rows[1000] = 'u3,"i3,1600000000'  # a quote never closed, in a later piece
+    data_error(lambda: read_log(write(path, "user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")), "line 1002",
+               "never closed")
+
+
+def test_a_column_whose_pieces_disagree_is_text_and_keeps_its_digits(tmp_path, small_pieces):
+    rows = [f"u{n % 7},i{n % 13},{n:05d},{n % 5 + 0.5 * (n > 1500)}" for n in range(2000)]
+    rows[1900] = "u1,i1,A17,3"
+    path = write(tmp_path / "log.csv", "user_id,item_id,code,score\n" + "\n".join(rows) + "\n")
+    events = read_log(path).events
+    assert events["code"].iloc[7] == "00007" and events["code"].iloc[1900] == "A17"  # read again as text
+    assert pd.api.types.is_float_dtype(events["score"]) and events["score"].iloc[1601] == 1.5  # integers, then fractions
+
+
+def test_latin1_far_down_a_file_and_in_a_zip_member(tmp_path, small_pieces):
+    text = "user_id,item_id,timestamp\n" + "".join(f"u{n % 7},i{n % 13},{n}\n" for n in range(3000)) + "u1,café,4000\n"
+    plain = write(tmp_path / "log.csv", text.encode("latin-1"))
+    zipped = tmp_path / "log.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("log.csv.gz", gzip.compress(text.encode("latin-1")))
+    for path in (plain, zipped):
+        assert read_log(path).events["item_id"].iloc[-1] == "café"
+
+
+def test_a_gzip_is_never_unpacked_whole(tmp_path, monkeypatch):
+    """No read asks for more than a piece: the decompressed text is never in memory at once."""
+    text = "user_id,item_id,timestamp\n" + "".join(f"u{n % 7},i{n % 13},{n}\n" for n in range(200_000))
+    path = write(tmp_path / "log.csv.gz", gzip.compress(text.encode()))
+    asked = []
+    read = readers._Stream.read
+    monkeypatch.setattr(readers._Stream, "read", lambda self, size=-1: asked.append(size) or read(self, size))
+    assert len(read_log(path).events) == 200_000
+    assert asked and max(asked) <= readers.CSV_PIECE_BYTES and -1 not in asked and None not in asked
 
 
 # -----------------------------------------------------------------------------
@@ -486,7 +675,10 @@ def test_report_starts_with_read_and_is_json_serialisable(tmp_path):
     names = [step["step"] for step in dataset.report]
     assert names == ["read", "drop missing ids", "drop missing timestamps", "min rating >= 1", "drop duplicates",
                      "collapse repeats", "k-core 2", "min sequence length 3"]
-    assert dataset.report[0] == {"step": "read", "rows": 9, "users": 3, "items": 4, "skipped_rows": 0, "timestamps": "epoch s"}
+    by_name = {role: {"column": role.replace("user", "user_id").replace("item", "item_id"), "how": "by name"}
+               for role in ("user", "item", "rating", "timestamp")}
+    assert dataset.report[0] == {"step": "read", "rows": 9, "users": 3, "items": 4, "skipped_rows": 0, "roles": by_name,
+                                 "timestamps": "epoch s"}
     json.dumps(dataset.report)
     stats = json.loads(json.dumps(dataset.stats()))
     assert stats["users"] == 3 and stats["items"] == 4 and stats["interactions"] == 9
@@ -648,7 +840,7 @@ def test_a_few_malformed_rows_are_skipped_many_are_refused(tmp_path):
     assert dataset.report[0]["skipped_rows"] == 1 and dataset.report[0]["rows"] == 300
     stats = subprocess.run([sys.executable, "-m", "sasrec", "stats", str(path)], cwd=ROOT, capture_output=True,
                            text=True, check=True)
-    assert "(1 malformed rows skipped)" in stats.stdout.splitlines()[0]
+    assert "(1 malformed rows skipped)" in next(line for line in stats.stdout.splitlines() if line.startswith("read "))
     bad = write(tmp_path / "many.csv", log_text() + "a,i1\nb,i2,3,4,5\n")
     data_error(lambda: load_dataset(bad), "many.csv", "2 of 11", "'a,i1'", "line 11")
 
