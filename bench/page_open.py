@@ -95,13 +95,13 @@ def synthetic_workspace(root: Path, num_events: int, num_items: int) -> str:
     """A workspace holding an N-event dataset and a finished run on it (see the module's doc)."""
     import torch
 
-    from sasrec import analysis, rundir
+    from sasrec import ease, rundir
     from sasrec.config import RunConfig, configs
     from sasrec.dataset import build_dataset
-    from sasrec.evaluate import rank_metrics
+    from sasrec.evaluate import Report, rank_metrics
     from sasrec.model import SASRec
     from sasrec.readers import Columns
-    from sasrec.report import FOLDER
+    from sasrec.report import write_report
     from sasrec.sequences import holdout
     from sasrec.synthetic import generate_log
     from sasrec.workspace import Workspace
@@ -127,25 +127,19 @@ def synthetic_workspace(root: Path, num_events: int, num_items: int) -> str:
     catalog.to_parquet(out / "items.parquet", index=False)
     rundir.save_weights(model, out / "best.safetensors")
     rundir.save_weights(model, out / "last.safetensors")
-    # Evaluation files of the real shapes, with random ranks.
+    # Evaluation files of the real shapes, with random ranks and lists (the catalog is too big for EASE).
     rng = np.random.default_rng(0)
     test = holdout(dataset, "test")
-    per_user = pd.DataFrame({"user_id": dataset.user_ids[test.users], "history_length": test.ends - test.starts})
+    report = Report({"users": len(test), "skipped_users": test.skipped}, pd.DataFrame(
+        {"user_id": dataset.user_ids[test.users], "history_length": test.ends - test.starts}))
     for prefix in ("", "pop_", "markov_"):
-        per_user[prefix + "rank"] = rng.integers(1, dataset.num_items, len(test))
-        per_user[prefix + "sampled_rank"] = rng.integers(1, 101, len(test))
-    popularity = np.bincount(dataset.items, minlength=dataset.num_items + 1)[1:]
+        ranks, sampled = rng.integers(1, dataset.num_items, len(test)), rng.integers(1, 101, len(test))
+        report.per_user[prefix + "rank"], report.per_user[prefix + "sampled_rank"] = ranks, sampled
+        report.metrics |= rank_metrics(ranks, prefix=prefix) | rank_metrics(sampled, prefix=prefix + "sampled_")
+        report.top[prefix] = rng.integers(1, dataset.num_items + 1, (len(test), 10), dtype=np.int32)
+    report.ease = ease.Fit(reason=ease.too_big(dataset.num_items)).summary()
     with torch.no_grad():
-        embedding = analysis.embedding_map(model, dataset.catalog, popularity)
-    (out / FOLDER).mkdir()
-    per_user.to_parquet(out / FOLDER / "per_user.parquet", index=False)
-    analysis.breakdown_by_length(per_user).to_parquet(out / FOLDER / "breakdown.parquet", index=False)
-    embedding.to_parquet(out / FOLDER / "embedding.parquet", index=False)
-    metrics = {"users": len(test), "skipped_users": test.skipped}
-    for prefix in ("", "pop_", "markov_"):
-        metrics |= rank_metrics(per_user[prefix + "rank"].to_numpy(), prefix=prefix)
-        metrics |= rank_metrics(per_user[prefix + "sampled_rank"].to_numpy(), prefix=prefix + "sampled_")
-    rundir.write_json(out / "test_metrics.json", metrics)
+        write_report(out, report, dataset, model, snapshots=[])
     rundir.write_jsonl(out / "metrics.jsonl", [{"epoch": 1, "loss": 1.0, "valid_ndcg@10": 0.0, "valid_hr@10": 0.0,
                                                 "epoch_seconds": 1.0, "elapsed_seconds": 1.0}])
     rundir.write_json(out / "status.json", {"state": rundir.FINISHED, "message": "a bench's stand-in run",

@@ -1,0 +1,179 @@
+"""EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019): the usual strong
+non-sequential baseline, an item-item linear model in closed form.
+
+X is the binary user x item matrix of everything known before a split's targets (the positions
+the other baselines learn from, evaluate.known_positions). EASE's weights minimise
+||X - XB||² + λ||B||² with a zero diagonal; with P = (XᵀX + λI)⁻¹ they are B = I - P diag(1/diag P).
+A user's scores are the row x_u B: items that co-occur with their history, weighted by how much
+each explains the others. The ranking hides the history as for every other model.
+
+The Gram matrix XᵀX and its inverse are dense N x N: 4 N² bytes each in float32, and the inverse
+costs (4/3) N³ multiply-adds, all of it in matrix products (spd_inverse). That is what limits
+EASE to MAX_ITEMS: see its comment for the measured figures.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import sequences
+
+# The largest catalog EASE is fitted for. Measured on the development machine's 2 cores (bench/ease.py):
+# one inverse takes about 6 s at 8,000 items, 24 s at 12,000 and 75 s at 18,000 (N³), and the fit holds
+# three N x N float32 matrices at its peak (3.9 GB at 18,000 items, 12 GB at 32,000).
+MAX_ITEMS = 20_000
+# λ is chosen on validation among these, as multiples of the mean item count (the mean diagonal of
+# XᵀX): the counts set the scale on which λ acts, so one grid serves a 1,000- and a 1,000,000-event log.
+LAMBDA_SCALES = (0.5, 2.0, 8.0)
+# Validation users the choice of λ is made on (a fixed sample; every user when there are fewer).
+VALIDATION_USERS = 5_000
+# Below this size a block is inverted directly; above it, by halves (spd_inverse).
+LEAF = 1024
+
+
+def too_big(num_items: int) -> str | None:
+    """Why EASE is not fitted for a catalog this size, or None if it is."""
+    if num_items <= MAX_ITEMS:
+        return None
+    gigabytes = 3 * 4 * num_items ** 2 / 2**30
+    return (f"EASE is fitted only for catalogs of up to {MAX_ITEMS:,} items: its item x item matrix and inverse "
+            f"would need about {gigabytes:.0f} GB here ({num_items:,} items) and the inverse grows with the cube "
+            "of the catalog")
+
+
+def held_items(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, num_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, item) of every distinct item each slice items[start:end] holds, sorted by row then item:
+    the binary user x item matrix X, as coordinates (an item consumed twice counts once)."""
+    rows = np.repeat(np.arange(len(starts)), np.maximum(ends - starts, 0))
+    cells = np.unique(rows * (num_items + 1) + items[sequences.positions(starts, ends)])
+    return cells // (num_items + 1), cells % (num_items + 1)
+
+
+def user_item_matrix(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, num_items: int) -> torch.Tensor:
+    """X for the slices, as a sparse (len(starts), num_items + 1) tensor (column 0, padding, stays empty)."""
+    rows, columns = held_items(items, starts, ends, num_items)
+    index = torch.as_tensor(np.stack([rows, columns]))
+    return torch.sparse_coo_tensor(index, torch.ones(len(rows)), (len(starts), num_items + 1),
+                                   is_coalesced=True, check_invariants=False)  # unique and sorted by construction
+
+
+def gram(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, num_items: int,
+         most_pairs: int = 1 << 24) -> torch.Tensor:
+    """XᵀX for the slices, dense float32 (num_items + 1)²: how many slices hold both items i and j, the
+    count of i on the diagonal. Built from every pair of items within a slice, at most `most_pairs` at
+    a time: sum(len²) additions, a few seconds for the Amazon logs."""
+    rows, columns = held_items(items, starts, ends, num_items)
+    held = np.bincount(rows, minlength=len(starts)).astype(np.int64)
+    first_cell = np.cumsum(held) - held
+    pairs = np.cumsum(held ** 2)
+    cuts = np.searchsorted(pairs, np.arange(1, pairs[-1] // most_pairs + 1) * most_pairs, side="right")
+    G = torch.zeros((num_items + 1) ** 2)
+    for chunk in np.split(np.arange(len(starts)), np.unique(cuts)):
+        cell = sequences.positions(first_cell[chunk], first_cell[chunk] + held[chunk])
+        row_start, row_end = first_cell[rows[cell]], first_cell[rows[cell]] + held[rows[cell]]
+        first = np.repeat(cell, row_end - row_start)  # each cell paired with every cell of its row
+        second = sequences.positions(row_start, row_end)
+        G.index_add_(0, torch.as_tensor(columns[first] * (num_items + 1) + columns[second]), torch.ones(len(first)))
+    return G.view(num_items + 1, num_items + 1)
+
+
+def spd_inverse(A: torch.Tensor, leaf: int = LEAF) -> torch.Tensor:
+    """The inverse of a symmetric positive definite matrix, by halves: with S = A22 - A21 A11⁻¹ A12 (the
+    Schur complement, positive definite too),
+
+        A⁻¹ = [[A11⁻¹ + Y S⁻¹ Yᵀ, -Y S⁻¹], [-S⁻¹ Yᵀ, S⁻¹]],  Y = A11⁻¹ A12.
+
+    That is (4/3) n³ multiply-adds, every one in a matrix product, which is where a CPU is fast: on
+    2 cores it is 3-5x quicker than a Cholesky factor and triangular solves (torch.cholesky_inverse
+    is slower still)."""
+    n = A.shape[0]
+    if n <= leaf:
+        return torch.linalg.inv(A)
+    h = n // 2
+    inverse = torch.empty_like(A)
+    top = spd_inverse(A[:h, :h], leaf)
+    Y = top @ A[:h, h:]
+    schur = A[h:, h:] - A[h:, :h] @ Y
+    bottom = spd_inverse(schur, leaf)
+    del schur
+    Z = Y @ bottom
+    inverse[:h, :h] = top.addmm_(Z, Y.T)
+    inverse[:h, h:] = -Z
+    inverse[h:, :h] = -Z.T
+    inverse[h:, h:] = bottom
+    return inverse
+
+
+def weights(G: torch.Tensor, lam: float) -> torch.Tensor:
+    """EASE's B from the Gram matrix G: B = I - P diag(1/diag P), P = (G + λI)⁻¹, zero on the diagonal."""
+    A = G.clone()
+    A.diagonal().add_(lam)
+    P = spd_inverse(A)
+    del A
+    B = P.div_(-P.diagonal().clone())  # column j divided by -P_jj; the diagonal becomes -1 ...
+    B.diagonal().zero_()  # ... and I - P/diag(P) has zeros there
+    return B
+
+
+def scorer(B: torch.Tensor, items: np.ndarray, split: sequences.Holdout):
+    """score_fn(rows) for evaluate.rank_targets: each history's items times B."""
+    num_items = B.shape[0] - 1
+
+    def score(rows):
+        X = user_item_matrix(items, split.starts[rows], split.ends[rows], num_items)
+        return torch.sparse.mm(X, B)
+
+    return score
+
+
+@dataclass
+class Fit:
+    """An EASE fit for the test split, with how λ was chosen; `reason` says why there is none."""
+    score: object = None  # score_fn for rank_targets over the test split, or None
+    lam: float | None = None
+    validation: dict = field(default_factory=dict)  # λ -> validation NDCG@10
+    validation_users: int = 0
+    seconds: float = 0.0
+    reason: str | None = None
+
+    def summary(self) -> dict:
+        if self.reason:
+            return {"computed": False, "reason": self.reason}
+        return {"computed": True, "lambda": self.lam, "validation_ndcg@10": {f"{k:g}": v for k, v in self.validation.items()},
+                "validation_users": self.validation_users, "seconds": round(self.seconds, 1)}
+
+
+def fit(dataset, test: sequences.Holdout, *, device="cpu", on_progress=None, seed: int = 0) -> Fit:
+    """EASE for the test split: λ chosen on (a sample of) the validation split, each candidate fitted on what
+    is known before the validation targets; then refitted with it on what is known before the test targets."""
+    from .evaluate import rank_metrics, rank_targets, users_per_batch, validation_users  # evaluate imports this module
+
+    reason = too_big(dataset.num_items)
+    if reason:
+        return Fit(reason=reason)
+    started = time.perf_counter()
+    report = on_progress or (lambda message: None)
+    items, offsets, num_items = dataset.items, dataset.offsets, dataset.num_items
+
+    def gram_before(split_name):
+        return gram(items, offsets[:-1], sequences.known_ends(dataset, split_name), num_items).to(device)
+
+    valid = validation_users(dataset, VALIDATION_USERS, seed)
+    G = gram_before("valid")
+    scale = float(G.diagonal()[1:].mean()) or 1.0
+    grid = [round(scale * s, 3) for s in LAMBDA_SCALES]
+    validation = {}
+    for step, lam in enumerate(grid):
+        report(f"EASE: trying λ = {lam:g} on validation ({step + 1} of {len(grid)})")
+        B = weights(G, lam)
+        ranked = rank_targets(scorer(B, items, valid), items, valid, device=device,
+                              batch_size=users_per_batch(num_items))
+        validation[lam] = rank_metrics(ranked["rank"], ks=(10,))["ndcg@10"]
+        del B
+    best = max(validation, key=validation.get)
+    report(f"EASE: fitting with λ = {best:g}")
+    del G
+    B = weights(gram_before("test"), best)
+    return Fit(scorer(B, items, test), best, validation, len(valid), time.perf_counter() - started)
