@@ -48,7 +48,8 @@ def popularity_groups(target_popularity: np.ndarray, popularity: np.ndarray) -> 
     sizes = {"head": int((popularity[1:] >= head_bar).sum())}
     sizes["torso"] = int((popularity[1:] >= torso_bar).sum()) - sizes["head"]
     sizes["tail"] = len(counts) - sizes["head"] - sizes["torso"]
-    return groups, {label: f"{sizes[label]:,} items" for label in ("head", "torso", "tail") if (groups == label).any()}
+    return groups, {label: f"{sizes[label]:,} item{'s' if sizes[label] != 1 else ''}"
+                    for label in ("head", "torso", "tail") if (groups == label).any()}
 
 
 def recency_groups(last_active: np.ndarray) -> tuple[np.ndarray, dict] | None:

@@ -36,13 +36,17 @@ def resampled_means(values, resamples: int = RESAMPLES, seed: int = SEED) -> np.
     means = np.full((resamples, columns.shape[1]), np.nan)
     if n:
         rng = np.random.default_rng(seed)
+        # Centred float32 values: a product twice as fast as float64's, and exact enough for sums of
+        # small deviations (the means are added back in float64).
+        centre = columns.mean(0)
+        deviations = (columns - centre).astype(np.float32)
         chunk = int(np.clip((1 << 22) // n, 1, resamples))  # about 4M draws at a time
         for lo in range(0, resamples, chunk):
             rows = min(chunk, resamples - lo)
-            drawn = rng.integers(0, n, size=(rows, n)) + n * np.arange(rows)[:, None]
+            drawn = rng.integers(0, n, size=(rows, n), dtype=np.int32) + n * np.arange(rows, dtype=np.int64)[:, None]
             # How often each user was drawn: the resample's weights, so that a mean is one product.
-            counts = np.bincount(drawn.ravel(), minlength=rows * n).reshape(rows, n)
-            means[lo:lo + rows] = counts @ columns / n
+            counts = np.bincount(drawn.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float32)
+            means[lo:lo + rows] = centre + (counts @ deviations).astype(np.float64) / n
     return means[:, 0] if values.ndim == 1 else means
 
 
