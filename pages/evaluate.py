@@ -51,7 +51,8 @@ def beyond_accuracy(run, metrics: dict) -> None:
     st.subheader("Accuracy against popularity")
     points = summary.tradeoff_points(metrics, charts.best_epoch(run.metrics()))
     snapshots = points[points["kind"] == "snapshot"]
-    st.caption("Each model and baseline, and the run's snapshots during training (triangles, joined in epoch order): "
+    st.caption("Each model and baseline, and the run's snapshots during training (triangles labelled by their epoch, "
+               "joined in epoch order): "
                "up is more accurate, left recommends less popular items. The bars are 95 % intervals."
                + (f" Snapshots are evaluated on a fixed sample of {snapshots['users'].iloc[0]:,} test users, hence "
                   "their wider intervals." if len(snapshots) and snapshots["users"].iloc[0] < metrics["users"] else "")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import sequences
+from .beyond import item_popularity
 
 # The largest catalog EASE is fitted for. Measured on the development machine's 2 cores (bench/ease.py):
 # one inverse takes about 6 s at 8,000 items, 24 s at 12,000 and 75 s at 18,000 (N³), and the fit holds
@@ -26,7 +27,11 @@ from . import sequences
 MAX_ITEMS = 20_000
 # λ is chosen on validation among these, as multiples of the mean item count (the mean diagonal of
 # XᵀX): the counts set the scale on which λ acts, so one grid serves a 1,000- and a 1,000,000-event log.
-LAMBDA_SCALES = (0.5, 2.0, 8.0)
+LAMBDA_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+# λ is searched on at most this many items, the most popular: a fit there takes about a second, where one
+# on 18,000 items takes over a minute (bench/ease.py). On ml-100k and the sample data, searching on a
+# third of the catalog chose the λ the whole catalog chose, within one step of the grid.
+SEARCH_ITEMS = 4_000
 # Validation users the choice of λ is made on (a fixed sample; every user when there are fewer).
 VALIDATION_USERS = 5_000
 # Below this size a block is inverted directly; above it, by halves (spd_inverse).
@@ -135,19 +140,46 @@ class Fit:
     lam: float | None = None
     validation: dict = field(default_factory=dict)  # λ -> validation NDCG@10
     validation_users: int = 0
+    searched_items: int = 0
     seconds: float = 0.0
     reason: str | None = None
 
     def summary(self) -> dict:
         if self.reason:
             return {"computed": False, "reason": self.reason}
-        return {"computed": True, "lambda": self.lam, "validation_ndcg@10": {f"{k:g}": v for k, v in self.validation.items()},
-                "validation_users": self.validation_users, "seconds": round(self.seconds, 1)}
+        return {"computed": True, "lambda": self.lam,
+                "validation_ndcg@10": {f"{lam:g}": ndcg for lam, ndcg in self.validation.items()},
+                "validation_users": self.validation_users, "searched_items": self.searched_items,
+                "seconds": round(self.seconds, 1)}
+
+
+def search_problem(dataset, valid: sequences.Holdout, most: int):
+    """The validation problem λ is chosen on: (items, starts, ends, num_items, holdout) over the `most` items
+    most popular before the validation targets, ids renumbered 1..most, every other item dropped from the
+    histories, and only the users whose validation item is among them; the whole problem when the catalog
+    is no bigger."""
+    starts, ends = dataset.offsets[:-1], sequences.known_ends(dataset, "valid")
+    if dataset.num_items <= most:
+        return dataset.items, starts, ends, dataset.num_items, valid
+    positions = sequences.positions(starts, ends)
+    popularity = np.bincount(dataset.items[positions], minlength=dataset.num_items + 1)[1:]
+    renumbered = np.zeros(dataset.num_items + 1, dtype=np.int32)
+    renumbered[np.argsort(-popularity, kind="stable")[:most] + 1] = np.arange(1, most + 1)
+    items = renumbered[dataset.items[positions]]
+    user = np.repeat(np.arange(dataset.num_users), np.maximum(ends - starts, 0))[items > 0]
+    offsets = np.zeros(dataset.num_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(user, minlength=dataset.num_users), out=offsets[1:])
+    kept = np.flatnonzero(renumbered[valid.targets] > 0)
+    users = valid.users[kept]
+    holdout = sequences.Holdout(users, offsets[users], offsets[users + 1], renumbered[valid.targets[kept]], 0)
+    return items[items > 0], offsets[:-1], offsets[1:], most, holdout
 
 
 def fit(dataset, test: sequences.Holdout, *, device="cpu", on_progress=None, seed: int = 0) -> Fit:
-    """EASE for the test split: λ chosen on (a sample of) the validation split, each candidate fitted on what
-    is known before the validation targets; then refitted with it on what is known before the test targets."""
+    """EASE for the test split. λ is chosen on (a sample of) the validation split, each candidate fitted on
+    what is known before the validation targets; a catalog bigger than SEARCH_ITEMS is searched on its most
+    popular SEARCH_ITEMS items (search_problem), where a fit takes a second. Then EASE is fitted once with
+    that λ on the whole catalog, on what is known before the test targets."""
     from .evaluate import rank_metrics, rank_targets, users_per_batch, validation_users  # evaluate imports this module
 
     reason = too_big(dataset.num_items)
@@ -155,25 +187,23 @@ def fit(dataset, test: sequences.Holdout, *, device="cpu", on_progress=None, see
         return Fit(reason=reason)
     started = time.perf_counter()
     report = on_progress or (lambda message: None)
-    items, offsets, num_items = dataset.items, dataset.offsets, dataset.num_items
-
-    def gram_before(split_name):
-        return gram(items, offsets[:-1], sequences.known_ends(dataset, split_name), num_items).to(device)
-
     valid = validation_users(dataset, VALIDATION_USERS, seed)
-    G = gram_before("valid")
-    scale = float(G.diagonal()[1:].mean()) or 1.0
-    grid = [round(scale * s, 3) for s in LAMBDA_SCALES]
+    items, starts, ends, num_items, searched = search_problem(dataset, valid, SEARCH_ITEMS)
+    # λ acts against the counts in XᵀX: the grid is set by the whole catalog's mean count (its mean diagonal).
+    mean_count = float(item_popularity(dataset, "valid")[1:].mean()) or 1.0
+    grid = [float(f"{mean_count * multiple:.3g}") for multiple in LAMBDA_SCALES]
+    G = gram(items, starts, ends, num_items).to(device)
     validation = {}
     for step, lam in enumerate(grid):
         report(f"EASE: trying λ = {lam:g} on validation ({step + 1} of {len(grid)})")
-        B = weights(G, lam)
-        ranked = rank_targets(scorer(B, items, valid), items, valid, device=device,
+        ranked = rank_targets(scorer(weights(G, lam), items, searched), items, searched, device=device,
                               batch_size=users_per_batch(num_items))
         validation[lam] = rank_metrics(ranked["rank"], ks=(10,))["ndcg@10"]
-        del B
     best = max(validation, key=validation.get)
-    report(f"EASE: fitting with λ = {best:g}")
     del G
-    B = weights(gram_before("test"), best)
-    return Fit(scorer(B, items, test), best, validation, len(valid), time.perf_counter() - started)
+    report(f"EASE: fitting with λ = {best:g} on all {dataset.num_items:,} items")
+    G = gram(dataset.items, dataset.offsets[:-1], sequences.known_ends(dataset, "test"), dataset.num_items).to(device)
+    B = weights(G, best)
+    del G
+    return Fit(scorer(B, dataset.items, test), best, validation, len(searched), num_items,
+               time.perf_counter() - started)

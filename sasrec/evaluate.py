@@ -201,7 +201,7 @@ def evaluate(model, dataset, split="test", *, ks=KS, exclude_history=True, devic
         "markov_": lambda: markov_scorer(dataset, holdout, split, device),
         **({"ease_": fit_ease} if split == "test" else {}),
     }
-    report = Report({"users": len(holdout), "skipped_users": holdout.skipped}, pd.DataFrame(
+    report = Report({"users": len(holdout), "skipped_users": holdout.skipped, "items": dataset.num_items}, pd.DataFrame(
         {"user_id": dataset.user_ids[holdout.users], "history_length": holdout.ends - holdout.starts}))
     for step, (prefix, make_scorer) in enumerate(scorers.items()):
         started = time.perf_counter()

@@ -24,14 +24,14 @@ def with_interval(value, interval, digits: int = 4, percent: bool = False) -> st
 
 
 def metrics_table(metrics: dict, sampled: bool = False) -> pd.DataFrame:
-    """One row per model, columns HR@K, NDCG@K and MRR, each cell 'value (low–high)': full ranking, or
-    the sampled protocol."""
+    """One row per metric (HR@K, NDCG@K, MRR), one column per model, each cell 'value (low–high)': full
+    ranking, or the sampled protocol. Models are columns so that four fit side by side."""
     ci95 = metrics.get("ci95", {})
-    rows = {}
+    columns = {}
     for prefix, name in evaluated_models(metrics).items():
         key = prefix + ("sampled_" if sampled else "")
-        rows[name] = {m.upper(): with_interval(metrics.get(key + m), ci95.get(key + m)) for m in METRICS}
-    return pd.DataFrame(rows).T
+        columns[name] = {m.upper(): with_interval(metrics.get(key + m), ci95.get(key + m)) for m in METRICS}
+    return pd.DataFrame(columns)
 
 
 def beyond_table(metrics: dict) -> pd.DataFrame:
@@ -79,8 +79,10 @@ def ease_note(metrics: dict) -> tuple[str, str]:
     ease = metrics.get("ease") or {}
     if not ease.get("computed"):
         return "absent", (ease.get("reason") or "EASE was not fitted for this run (it predates EASE).") + "."
-    chosen = (f"λ = {ease['lambda']:g}, chosen on {ease['validation_users']:,} validation users among "
-              + ", ".join(f"{value}" for value in ease["validation_ndcg@10"]) + f"; fitted in {ease['seconds']:g} s")
+    searched = (f", searched on the {ease['searched_items']:,} most popular items"
+                if ease.get("searched_items", 0) < metrics.get("items", float("inf")) else "")
+    chosen = (f"λ = {ease['lambda']:g}, the best of {len(ease['validation_ndcg@10'])} values on "
+              f"{ease['validation_users']:,} validation users{searched}")
     if metrics.get("ease_" + HEADLINE, 0) > metrics.get(HEADLINE, 0):
         test = metrics.get("versus", {}).get("ease", {}).get(HEADLINE, {})
         how = ("significantly" if test.get("significant") else "though not significantly")
@@ -129,7 +131,9 @@ def tradeoff_points(metrics: dict, best_epoch: int | None = None) -> pd.DataFram
             row |= {name: value, f"{name}_low": low, f"{name}_high": high}
         rows.append(row)
     for point in metrics.get("snapshots", []):
-        row = {"name": f"SASRec at epoch {point['epoch']} ({point['users']:,} users)", "label": f"epoch {point['epoch']}",
+        # labelled by its epoch, except the best one, whose weights are SASRec's own point (labelled already)
+        label = "" if point["epoch"] == best_epoch else str(point["epoch"])
+        row = {"name": f"SASRec at epoch {point['epoch']} ({point['users']:,} users)", "label": label,
                "model": "SASRec", "kind": "snapshot", "epoch": point["epoch"], "users": point["users"]}
         for name in names:
             low, high = point["ci95"].get(name) or (point.get(name), point.get(name))

@@ -100,3 +100,27 @@ def test_the_limit_is_explained_in_gigabytes():
     assert ease.too_big(ease.MAX_ITEMS) is None
     reason = ease.too_big(100_000)
     assert "100,000 items" in reason and "112 GB" in reason
+
+
+def test_lambda_is_searched_on_the_most_popular_items_of_a_big_catalog(make_dataset, monkeypatch):
+    data = make_dataset({"u": ["a", "b", "a", "c", "d"], "v": ["b", "a", "c", "b", "d"], "w": ["a", "c", "e", "b", "d"],
+                         "x": ["e", "a", "d", "a", "c"]})
+    valid = sequences.holdout(data, "valid")
+    items, starts, ends, num_items, searched = ease.search_problem(data, valid, most=2)
+    # before the validation targets: a 5 times, b 3, c 2, e 1 -> a and b are kept, as 1 and 2
+    a, b = data.to_internal(["a", "b"])
+    assert num_items == 2
+    renumber = {a: 1, b: 2}
+    for user in range(data.num_users):
+        history = [renumber[i] for i in data.items[data.offsets[user]:sequences.known_ends(data, "valid")[user]]
+                   if i in renumber]
+        assert items[starts[user]:ends[user]].tolist() == history
+    # u's validation item c, v's and x's a... only users whose validation item is kept are searched on
+    kept = [data.user_ids[u] for u in searched.users]
+    assert kept == [user for user, target in zip(data.user_ids[valid.users], valid.targets) if target in renumber]
+    assert set(searched.targets) <= {1, 2}
+    assert ease.search_problem(data, valid, most=10)[3] == data.num_items, "a small catalog is searched whole"
+
+    monkeypatch.setattr(ease, "SEARCH_ITEMS", 2)
+    fitted = ease.fit(data, sequences.holdout(data, "test"))
+    assert fitted.searched_items == 2 and fitted.validation_users == len(searched.users)

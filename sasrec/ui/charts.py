@@ -272,8 +272,10 @@ def metrics_tables(metrics: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table[~sampled], table[sampled].rename(index=lambda name: name.removesuffix(" (sampled)"))
 
 
-def _model_colour() -> alt.Color:
-    return alt.Color("model:N", title=None, scale=alt.Scale(domain=list(MODEL_COLORS), range=list(MODEL_COLORS.values())))
+def _model_colour(models=None) -> alt.Color:
+    """Each model in its colour; the legend lists `models` (default: all of them)."""
+    models = [m for m in MODEL_COLORS if models is None or m in set(models)]
+    return alt.Color("model:N", title=None, scale=alt.Scale(domain=models, range=[MODEL_COLORS[m] for m in models]))
 
 
 def _error_bars(y: str, y2: str, **encoding) -> alt.Chart:
@@ -303,7 +305,7 @@ def metrics_chart(metrics: dict) -> alt.FacetChart:
         x=x, xOffset=offset,
         # Each protocol on its own scale: full-ranking values of 0.02-0.05 would be invisible on 0-1.
         y=alt.Y("value:Q", title=None, axis=alt.Axis(format=".2~f", tickCount=4)),
-        color=_model_colour(), tooltip=tooltip)
+        color=_model_colour(data["model"]), tooltip=tooltip)
     return alt.layer(bars, _error_bars("low:Q", "high:Q", x=x, xOffset=offset, tooltip=tooltip), data=data).properties(
         width=820, height=200).facet(row=alt.Row("protocol:N", title=None, sort=list(protocols), header=alt.Header(
             labelAngle=0, labelAlign="left", labelAnchor="start", labelOrient="top", labelFontSize=13))
@@ -318,13 +320,14 @@ def breakdown_chart(breakdown: pd.DataFrame, models: list[str] | None = None, me
     if f"{metric}_low" not in data:
         data = data.assign(**{f"{metric}_low": data[metric], f"{metric}_high": data[metric]})
     x = alt.X("label:N", sort=list(dict.fromkeys(data["label"])), title=None,
-              axis=alt.Axis(labelAngle=0, labelLimit=160, labelExpr="split(datum.label, '|')", labelPadding=6))
+              axis=alt.Axis(labelAngle=0, labelLimit=160, labelExpr="split(datum.label, '|')", labelPadding=6,
+                            labelOverlap=False))
     offset = alt.XOffset("model:N", sort=list(MODEL_COLORS))
     tooltip = ["group:N", "span:N", "users:Q", "model:N", alt.Tooltip(f"{metric}:Q", format=".4f"),
                alt.Tooltip(f"{metric}_low:Q", format=".4f", title="95 % from"),
                alt.Tooltip(f"{metric}_high:Q", format=".4f", title="to")]
     bars = alt.Chart().mark_bar().encode(x=x, xOffset=offset, y=alt.Y(f"{metric}:Q", title=metric.upper()),
-                                         color=_model_colour(), tooltip=tooltip)
+                                         color=_model_colour(data["model"]), tooltip=tooltip)
     return alt.layer(bars, _error_bars(f"{metric}_low:Q", f"{metric}_high:Q", x=x, xOffset=offset, tooltip=tooltip),
                      data=data).properties(height=260)
 
@@ -346,7 +349,7 @@ def tradeoff_chart(points: pd.DataFrame, x: str = "avg_popularity@10") -> alt.La
                alt.Tooltip(f"{x}:Q", format=".1%" if share else ".2f", title=x.removesuffix("@10").replace("_", " ")),
                alt.Tooltip(f"{x}_low:Q", format=".1%" if share else ".2f", title="95 % from "),
                alt.Tooltip(f"{x}_high:Q", format=".1%" if share else ".2f", title="to ")]
-    colour = alt.Color("model:N", title=None, scale=alt.Scale(domain=list(MODEL_COLORS), range=list(MODEL_COLORS.values())))
+    colour = _model_colour(points["model"])
     snapshots = points[points["kind"] == "snapshot"]
     path = alt.Chart(snapshots).mark_line(color=ACCENT, strokeDash=[4, 3], opacity=0.6, point=False).encode(
         x=x_axis, y=y_axis, order="epoch:Q")
@@ -354,7 +357,7 @@ def tradeoff_chart(points: pd.DataFrame, x: str = "avg_popularity@10") -> alt.La
         x=x_axis, y=y_axis, color=colour, tooltip=tooltip,
         shape=alt.Shape("kind:N", title=None, scale=alt.Scale(domain=["model", "baseline", "snapshot"],
                                                                range=["circle", "square", "triangle-up"])))
-    labels = alt.Chart(points).mark_text(align="left", dx=8, dy=-8, fontSize=11, color="#1F1D2B").encode(
+    labels = alt.Chart(points).mark_text(align="left", dx=7, dy=-7, fontSize=11, color="#1F1D2B").encode(
         x=x_axis, y=y_axis, text="label:N")
     vertical = alt.Chart(points).mark_rule(opacity=0.5).encode(x=x_axis, y="ndcg@10_low:Q", y2="ndcg@10_high:Q",
                                                                  color=colour)
