@@ -12,8 +12,11 @@ costs (4/3) N³ multiply-adds, all of it in matrix products (spd_inverse). That 
 EASE to MAX_ITEMS: see its comment for the measured figures.
 """
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,13 +30,17 @@ from .beyond import item_popularity
 MAX_ITEMS = 20_000
 # λ is chosen on validation among these, as multiples of the mean item count (the mean diagonal of
 # XᵀX): the counts set the scale on which λ acts, so one grid serves a 1,000- and a 1,000,000-event log.
-LAMBDA_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+LAMBDA_SCALES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+EXTEND = 3  # further doublings (or halvings) tried past an end of the grid while NDCG@10 still rises
 # λ is searched on at most this many items, the most popular: a fit there takes about a second, where one
 # on 18,000 items takes over a minute (bench/ease.py). On ml-100k and the sample data, searching on a
 # third of the catalog chose the λ the whole catalog chose, within one step of the grid.
 SEARCH_ITEMS = 4_000
 # Validation users the choice of λ is made on (a fixed sample; every user when there are fewer).
 VALIDATION_USERS = 5_000
+# A stored result's fingerprint includes this: change it when what EASE computes changes.
+VERSION = 1
+STORED = "ease.npz"  # in a run's evaluation folder
 # Below this size a block is inverted directly; above it, by halves (spd_inverse).
 LEAF = 1024
 
@@ -111,9 +118,10 @@ def spd_inverse(A: torch.Tensor, leaf: int = LEAF) -> torch.Tensor:
     return inverse
 
 
-def weights(G: torch.Tensor, lam: float) -> torch.Tensor:
-    """EASE's B from the Gram matrix G: B = I - P diag(1/diag P), P = (G + λI)⁻¹, zero on the diagonal."""
-    A = G.clone()
+def weights(G: torch.Tensor, lam: float, overwrite: bool = False) -> torch.Tensor:
+    """EASE's B from the Gram matrix G: B = I - P diag(1/diag P), P = (G + λI)⁻¹, zero on the diagonal.
+    overwrite: G may be changed (it is not needed after), which saves a copy of it."""
+    A = G if overwrite else G.clone()
     A.diagonal().add_(lam)
     P = spd_inverse(A)
     del A
@@ -192,18 +200,57 @@ def fit(dataset, test: sequences.Holdout, *, device="cpu", on_progress=None, see
     # λ acts against the counts in XᵀX: the grid is set by the whole catalog's mean count (its mean diagonal).
     mean_count = float(item_popularity(dataset, "valid")[1:].mean()) or 1.0
     grid = [float(f"{mean_count * multiple:.3g}") for multiple in LAMBDA_SCALES]
-    G = gram(items, starts, ends, num_items).to(device)
-    validation = {}
-    for step, lam in enumerate(grid):
-        report(f"EASE: trying λ = {lam:g} on validation ({step + 1} of {len(grid)})")
-        ranked = rank_targets(scorer(weights(G, lam), items, searched), items, searched, device=device,
+    searched_gram = gram(items, starts, ends, num_items).to(device)
+    validation, candidates = {}, list(grid)
+    while candidates:
+        lam = candidates.pop(0)
+        report(f"EASE: trying λ = {lam:g} on validation ({len(validation) + 1} of {len(grid)} or a few more)")
+        ranked = rank_targets(scorer(weights(searched_gram, lam), items, searched), items, searched, device=device,
                               batch_size=users_per_batch(num_items))
         validation[lam] = rank_metrics(ranked["rank"], ks=(10,))["ndcg@10"]
+        best = max(validation, key=validation.get)
+        if not candidates and len(validation) < len(grid) + EXTEND and best in (min(validation), max(validation)):
+            # the best at an end of what was tried: one doubling (or halving) further
+            candidates.append(float(f"{best * 2 if best == max(validation) else best / 2:.3g}"))
     best = max(validation, key=validation.get)
-    del G
+    del searched_gram
     report(f"EASE: fitting with λ = {best:g} on all {dataset.num_items:,} items")
-    G = gram(dataset.items, dataset.offsets[:-1], sequences.known_ends(dataset, "test"), dataset.num_items).to(device)
-    B = weights(G, best)
-    del G
+    test_gram = gram(dataset.items, dataset.offsets[:-1], sequences.known_ends(dataset, "test"), dataset.num_items)
+    B = weights(test_gram.to(device), best, overwrite=True)
+    del test_gram
     return Fit(scorer(B, dataset.items, test), best, validation, len(searched), num_items,
                time.perf_counter() - started)
+
+
+# EASE depends on the data alone, not on the run: a run reuses what an earlier run on the same data stored.
+
+def fingerprint(dataset, *settings) -> str:
+    """What EASE's test results depend on: every user's sequence, how λ is searched, and the caller's
+    settings (the seed of the sampled negatives, the length of the lists kept)."""
+    digest = hashlib.sha256()
+    for array in (dataset.offsets, dataset.items):
+        digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+    digest.update(repr((VERSION, LAMBDA_SCALES, EXTEND, SEARCH_ITEMS, VALIDATION_USERS, settings)).encode())
+    return digest.hexdigest()
+
+
+def store(path, key: str, summary: dict, ranked: dict) -> None:
+    """Keep EASE's test results (rank, sampled_rank, top from evaluate.rank_targets) with their fingerprint."""
+    with open(path, "wb") as file:  # a file object: np.savez would add ".npz" to a name
+        np.savez(file, fingerprint=np.array(key), summary=np.array(json.dumps(summary)), **ranked)
+
+
+def find_stored(paths, key: str) -> dict | None:
+    """{"summary", "ranked"} from the first of `paths` (files store() wrote) with this fingerprint, or None.
+    Read without pickle; anything unreadable is passed over."""
+    for path in paths:
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                if str(stored["fingerprint"]) != key:
+                    continue
+                summary = json.loads(str(stored["summary"]))
+                ranked = {name: stored[name] for name in ("rank", "sampled_rank", "top")}
+        except (OSError, ValueError, KeyError):
+            continue
+        return {"summary": summary | {"reused_from": Path(path).parent.parent.name}, "ranked": ranked}
+    return None

@@ -176,48 +176,55 @@ class Report:
     ease: dict = field(default_factory=dict)  # ease.Fit.summary(): its λ, or why it is absent
     seconds: dict = field(default_factory=dict)  # model name -> seconds its fit and ranking took
 
+    def add(self, prefix: str, ranked: dict, ks=KS) -> None:
+        """One model's rank_targets output (rank, sampled_rank, top) into the report."""
+        self.metrics |= rank_metrics(ranked["rank"], ks, prefix) | rank_metrics(ranked["sampled_rank"], ks,
+                                                                                prefix + "sampled_")
+        self.per_user[prefix + "rank"] = ranked["rank"]
+        self.per_user[prefix + "sampled_rank"] = ranked["sampled_rank"]
+        self.top[prefix] = ranked["top"]
+
 
 def evaluate(model, dataset, split="test", *, ks=KS, exclude_history=True, device="cpu", seed=0,
-             on_progress=None) -> Report:
+             on_progress=None, ease_found: dict | None = None) -> Report:
     """SASRec against the baselines on one leave-one-out split, over every user who has it: most popular
-    and Markov, and EASE on the test split when the catalog allows it. on_progress(message) is told
-    what is being done as each model starts."""
+    and Markov, and EASE on the test split when the catalog allows it. ease_found: EASE's stored result
+    for this very split (ease.find_stored), used instead of fitting it again. on_progress(message) is
+    told what is being done as each model starts."""
     model.eval()
     say = on_progress or (lambda message: None)
     holdout = sequences.holdout(dataset, split)
     negatives = sample_negatives(dataset, holdout.users, seed=seed)
     common = dict(exclude_history=exclude_history, negatives=negatives, device=device,
                   batch_size=users_per_batch(dataset.num_items), top_k=TOP_K)
-    fitted = ease.Fit(reason="EASE is fitted for the test split only")
-
-    def fit_ease():
-        nonlocal fitted
-        fitted = ease.fit(dataset, holdout, device=device, on_progress=say, seed=seed)
-        return fitted.score
-
-    scorers = {  # each made when its turn comes: EASE's weights are big, and only one model's are held at once
-        "": lambda: sasrec_scorer(model, dataset.items, holdout, device),
-        "pop_": lambda: popularity_scorer(dataset, holdout, split, device),
-        "markov_": lambda: markov_scorer(dataset, holdout, split, device),
-        **({"ease_": fit_ease} if split == "test" else {}),
-    }
     report = Report({"users": len(holdout), "skipped_users": holdout.skipped, "items": dataset.num_items}, pd.DataFrame(
         {"user_id": dataset.user_ids[holdout.users], "history_length": holdout.ends - holdout.starts}))
-    for step, (prefix, make_scorer) in enumerate(scorers.items()):
+
+    def rank_with_ease():
+        if ease_found is not None and len(ease_found["ranked"]["rank"]) == len(holdout):
+            report.ease = ease_found["summary"]
+            return ease_found["ranked"]
+        fitted = ease.fit(dataset, holdout, device=device, on_progress=say, seed=seed)
+        report.ease = fitted.summary()
+        if fitted.score is None:  # a catalog too big for EASE
+            return None
+        return rank_targets(fitted.score, dataset.items, holdout, **common)
+
+    rankings = {  # each made when its turn comes: EASE's weights are big, and only one model's are held at once
+        "": lambda: rank_targets(sasrec_scorer(model, dataset.items, holdout, device), dataset.items, holdout, **common),
+        "pop_": lambda: rank_targets(popularity_scorer(dataset, holdout, split, device), dataset.items, holdout,
+                                     **common),
+        "markov_": lambda: rank_targets(markov_scorer(dataset, holdout, split, device), dataset.items, holdout,
+                                        **common),
+        **({"ease_": rank_with_ease} if split == "test" else {}),
+    }
+    for step, (prefix, rank) in enumerate(rankings.items()):
         started = time.perf_counter()
-        say(f"ranking every item for {len(holdout):,} test users with {MODELS[prefix]} ({step + 1} of {len(scorers)})")
-        scorer = make_scorer()
-        if scorer is None:  # EASE, for a catalog too big
-            continue
-        ranked = rank_targets(scorer, dataset.items, holdout, **common)
-        del scorer
-        report.metrics |= rank_metrics(ranked["rank"], ks, prefix) | rank_metrics(ranked["sampled_rank"], ks,
-                                                                                  prefix + "sampled_")
-        report.per_user[prefix + "rank"] = ranked["rank"]
-        report.per_user[prefix + "sampled_rank"] = ranked["sampled_rank"]
-        report.top[prefix] = ranked["top"]
-        report.seconds[MODELS[prefix]] = round(time.perf_counter() - started, 2)
-    report.ease = fitted.summary() if split == "test" else {}
+        say(f"ranking every item for {len(holdout):,} test users with {MODELS[prefix]} ({step + 1} of {len(rankings)})")
+        ranked = rank()
+        if ranked is not None:
+            report.add(prefix, ranked, ks)
+            report.seconds[MODELS[prefix]] = round(time.perf_counter() - started, 2)
     return report
 
 

@@ -9,6 +9,9 @@
                                   the user was last active, and the rank each model gave the test item
     evaluation/top10.npz          each test user's top 10 per model (int32, in per_user's row order):
                                   how much two runs' lists overlap is read from here
+    evaluation/ease.npz           EASE's test ranks and lists with the fingerprint of the data they are for:
+                                  a later run on the same data, in the same folder, reuses them
+                                  (EASE depends on the data alone, and is the slowest part to fit)
     evaluation/breakdown.parquet  NDCG@10 and HR@10 with intervals, by history length, the test item's
                                   popularity and recency (breakdowns.py)
     evaluation/embedding.parquet  the item embeddings projected to 2-D, with popularity
@@ -24,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import analysis, beyond, breakdowns, rundir, sequences, stats
+from . import analysis, beyond, breakdowns, ease, rundir, sequences, stats
 from .evaluate import (
     BASELINES,
     KS,
     METRICS,
     MODELS,
+    NUM_SAMPLED,
     TOP_K,
     evaluate,
     evaluated_models,
@@ -57,7 +61,9 @@ def write_evaluation(run_dir, model, dataset, device="cpu", on_progress=None) ->
     metrics. on_progress(message) is told what is being done as each part starts."""
     say = on_progress or (lambda message: None)
     started = time.perf_counter()
-    report = evaluate(model, dataset, "test", device=device, on_progress=say)
+    found = None if ease.too_big(dataset.num_items) else ease.find_stored(
+        sorted(Path(run_dir).parent.glob(f"*/{FOLDER}/{ease.STORED}")), ease_key(dataset))
+    report = evaluate(model, dataset, "test", device=device, on_progress=say, ease_found=found)
     report.seconds = {"ranking": report.seconds}
     moment = time.perf_counter()
     snapshots = snapshot_points(run_dir, model, dataset, device, beyond.item_popularity(dataset, "test"), say)
@@ -93,11 +99,21 @@ def write_report(run_dir, report, dataset, model, snapshots: list[dict], say=lam
         atomic_write(folder / f"{name}.parquet", lambda tmp, t=table: t.to_parquet(tmp, index=False))
     atomic_write(folder / TOP_LISTS, lambda tmp: save_arrays(tmp, {MODELS[prefix]: report.top[prefix]
                                                                     for prefix in models}))
+    if "ease_" in report.top:
+        ranked = {"rank": per_user["ease_rank"].to_numpy(), "sampled_rank": per_user["ease_sampled_rank"].to_numpy(),
+                  "top": report.top["ease_"]}
+        summary = {k: v for k, v in report.ease.items() if k != "reused_from"}
+        atomic_write(folder / ease.STORED, lambda tmp: ease.store(tmp, ease_key(dataset), summary, ranked))
     if started is not None:
         seconds["total"] = round(time.perf_counter() - started, 2)
     metrics |= {"snapshots": snapshots, "seconds": seconds, "format": FORMAT}
     rundir.write_json(run_dir / "test_metrics.json", metrics)
     return metrics
+
+
+def ease_key(dataset) -> str:
+    """The fingerprint of EASE's test results on this data, as write_evaluation computes them."""
+    return ease.fingerprint(dataset, NUM_SAMPLED, TOP_K, 0)
 
 
 def save_arrays(path, arrays: dict[str, np.ndarray]) -> None:

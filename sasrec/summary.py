@@ -82,7 +82,8 @@ def ease_note(metrics: dict) -> tuple[str, str]:
     searched = (f", searched on the {ease['searched_items']:,} most popular items"
                 if ease.get("searched_items", 0) < metrics.get("items", float("inf")) else "")
     chosen = (f"λ = {ease['lambda']:g}, the best of {len(ease['validation_ndcg@10'])} values on "
-              f"{ease['validation_users']:,} validation users{searched}")
+              f"{ease['validation_users']:,} validation users{searched}"
+              + (f"; fitted for run {ease['reused_from']} on the same data" if ease.get("reused_from") else ""))
     if metrics.get("ease_" + HEADLINE, 0) > metrics.get(HEADLINE, 0):
         test = metrics.get("versus", {}).get("ease", {}).get(HEADLINE, {})
         how = ("significantly" if test.get("significant") else "though not significantly")

@@ -192,3 +192,34 @@ def test_rank_targets_lists_are_sorted_and_padded_when_the_catalog_runs_out(make
     # 4 items, 3 seen before the target: only the target is left to recommend
     assert ranked["top"][:, 1:].tolist() == [[0, 0], [0, 0]]
     assert ranked["top"][:, 0].tolist() == test.targets.tolist()
+
+
+def test_a_run_reuses_ease_from_an_earlier_run_on_the_same_data(evaluated, make_dataset, tmp_path, monkeypatch):
+    from sasrec import ease
+
+    run_dir, data, model, metrics = evaluated
+    first, second = tmp_path / "runs" / "first", tmp_path / "runs" / "second"
+    shutil.copytree(run_dir, first)
+    second.mkdir()
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("EASE was fitted again")
+
+    monkeypatch.setattr(ease, "fit", no_fit)
+    again = report.write_evaluation(second, model, data)
+    assert again["ease"]["reused_from"] == "first" and again["ease"]["lambda"] == metrics["ease"]["lambda"]
+    for name in ("ease_ndcg@10", "ease_sampled_hr@10", "ease_coverage@10", "ease_avg_popularity@10"):
+        assert again[name] == metrics[name]
+
+    # other data, or a stored result whose fingerprint does not match, is fitted afresh
+    other = make_dataset({u: [f"i{(u + t) % 9}" for t in range(5)] for u in range(20)})
+    with pytest.raises(AssertionError, match="fitted again"):
+        report.write_evaluation(tmp_path / "runs" / "second", SASRec(SASRecConfig(num_items=other.num_items,
+                                                                                   maxlen=5, hidden=8)), other)
+    stored = first / report.FOLDER / ease.STORED
+    arrays = dict(np.load(stored, allow_pickle=False))
+    with stored.open("wb") as file:
+        np.savez(file, **(arrays | {"fingerprint": np.array("something else")}))
+    (second / report.FOLDER / ease.STORED).unlink()
+    with pytest.raises(AssertionError, match="fitted again"):
+        report.write_evaluation(second, model, data)
