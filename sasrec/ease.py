@@ -237,7 +237,7 @@ def fingerprint(dataset, *settings) -> str:
 def store(path, key: str, summary: dict, ranked: dict) -> None:
     """Keep EASE's test results (rank, sampled_rank, top from evaluate.rank_targets) with their fingerprint."""
     with open(path, "wb") as file:  # a file object: np.savez would add ".npz" to a name
-        np.savez(file, fingerprint=np.array(key), summary=np.array(json.dumps(summary)), **ranked)
+        np.savez_compressed(file, fingerprint=np.array(key), summary=np.array(json.dumps(summary)), **ranked)
 
 
 def find_stored(paths, key: str) -> dict | None:

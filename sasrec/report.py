@@ -118,7 +118,7 @@ def ease_key(dataset) -> str:
 
 def save_arrays(path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as file:  # a file object: np.savez would add ".npz" to a name
-        np.savez(file, **arrays)
+        np.savez_compressed(file, **arrays)
 
 
 def summarise(report, popularity: np.ndarray, categories: np.ndarray | None, num_items: int, num_users: int) -> dict:

@@ -47,6 +47,8 @@ def resampled_means(values, resamples: int = RESAMPLES, seed: int = SEED) -> np.
             # How often each user was drawn: the resample's weights, so that a mean is one product.
             counts = np.bincount(drawn.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float32)
             means[lo:lo + rows] = centre + (counts @ deviations).astype(np.float64) / n
+        # A mean lies between the smallest and largest value; float32 rounding may step a hair outside.
+        np.clip(means, columns.min(0), columns.max(0), out=means)
     return means[:, 0] if values.ndim == 1 else means
 
 

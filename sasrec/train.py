@@ -400,7 +400,8 @@ class Trainer:
         if outcome == rundir.FINISHED and self.state["best_valid_ndcg@10"] is not None:
             self.status.write(rundir.RUNNING, "evaluating on the test split, with the baselines")
             rundir.load_model_weights(self.model, self.run.checkpoint("best"))
-            summary["test"] = write_evaluation(self.run_dir, self.model, self.dataset, self.device)
+            summary["test"] = write_evaluation(self.run_dir, self.model, self.dataset, self.device, on_progress=lambda
+                                               message: self.status.write(rundir.RUNNING, f"evaluating: {message}"))
         self.status.write(outcome, message, **summary)
         return {"state": outcome, "message": message, **summary}
 
