@@ -45,6 +45,23 @@ STORED = "ease.npz"  # in a run's evaluation folder
 LEAF = 1024
 
 
+def expected_seconds(num_items: int) -> float:
+    """About how long fit() takes here: its inverses, (4/3) N³ multiply-adds each (the search's on at most
+    SEARCH_ITEMS items, a few more than the grid), at the rate this machine multiplies matrices now."""
+    if too_big(num_items):
+        return 0.0
+    a = torch.randn(1024, 1024)
+    a @ a
+    seconds = []
+    for _ in range(3):
+        started = time.perf_counter()
+        a @ a
+        seconds.append(time.perf_counter() - started)
+    multiply_adds_per_second = 1024 ** 3 / max(min(seconds), 1e-6)
+    searched = min(num_items, SEARCH_ITEMS)
+    return 4 / 3 * (num_items ** 3 + (len(LAMBDA_SCALES) + 2) * searched ** 3) / multiply_adds_per_second
+
+
 def too_big(num_items: int) -> str | None:
     """Why EASE is not fitted for a catalog this size, or None if it is."""
     if num_items <= MAX_ITEMS:

@@ -7,7 +7,8 @@ config leaves open is chosen by defaults.resolve exactly as in the run), trains 
 the epoch's own randomly ordered batches and validates a sample of users. An epoch is then
 the mean step time times the steps per epoch, plus a validation; the whole run is every epoch
 (an upper bound: early stopping usually ends it sooner) plus the final test evaluation, which
-ranks every item for every user for SASRec and two baselines.
+ranks every item for every user for SASRec and three baselines, fits EASE (ease.expected_seconds)
+and evaluates the snapshots on a sample of users (report.py).
 
 The app runs this in a process of its own, with the threads and priority that training will
 get (Workspace.estimate), so that the timing is the run's and the app's threads stay free.
@@ -23,16 +24,17 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from . import rundir
+from . import ease, rundir
 from .config import RunConfig, with_settings
 from .evaluate import validation_metrics
 from .readers import DataError
+from .report import SNAPSHOT_USERS
 from .sequences import holdout
 
 STEPS, WARMUP = 8, 2  # timed training steps, after untimed ones
 BUDGET_SECONDS = 20.0  # stop timing steps after this long (a huge catalog), once a few are timed
 VALIDATION_SAMPLE = 1000  # users validated to time validation
-TEST_MODELS = 3  # the final test ranks every item for SASRec, most-popular and Markov
+TEST_MODELS = 4  # the final test ranks every item for SASRec, most popular, Markov and EASE
 LONG_SECONDS = 15 * 60  # a run longer than this gets faster settings offered
 
 
@@ -78,7 +80,10 @@ def estimate(dataset, config: RunConfig, steps: int = STEPS, warmup: int = WARMU
 
     validation_seconds = seconds_per_user * len(split)
     epoch_seconds = seconds_per_step * trainer.steps_per_epoch + validation_seconds / train.eval_every
-    test_seconds = seconds_per_user * len(holdout(dataset, "test")) * TEST_MODELS
+    test_users = len(holdout(dataset, "test"))
+    snapshots = sum(rundir.is_snapshot_epoch(epoch) for epoch in range(1, train.epochs + 1))
+    test_seconds = (seconds_per_user * (test_users * TEST_MODELS + snapshots * min(test_users, SNAPSHOT_USERS))
+                    + ease.expected_seconds(dataset.num_items))
     settings = {name: value for name, value in (("maxlen", resolved.model.maxlen), ("hidden", resolved.model.hidden),
                                                 ("loss", train.loss), ("batch_size", train.batch_size),
                                                 ("lr", train.lr), ("epochs", train.epochs),
