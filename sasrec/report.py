@@ -64,17 +64,20 @@ def write_evaluation(run_dir, model, dataset, device="cpu", on_progress=None) ->
     found = None if ease.too_big(dataset.num_items) else ease.find_stored(
         sorted(Path(run_dir).parent.glob(f"*/{FOLDER}/{ease.STORED}")), ease_key(dataset))
     report = evaluate(model, dataset, "test", device=device, on_progress=say, ease_found=found)
-    report.seconds = {"ranking": report.seconds}
     moment = time.perf_counter()
     snapshots = snapshot_points(run_dir, model, dataset, device, beyond.item_popularity(dataset, "test"), say)
-    report.seconds["snapshots"] = round(time.perf_counter() - moment, 2)
-    return write_report(run_dir, report, dataset, model, snapshots, say, started)
+    seconds = {"ranking": report.seconds, "snapshots": round(time.perf_counter() - moment, 2)}
+    metrics = write_report(run_dir, report, dataset, model, snapshots, say, seconds)
+    metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
+    rundir.write_json(Path(run_dir) / "test_metrics.json", metrics)
+    return metrics
 
 
 def write_report(run_dir, report, dataset, model, snapshots: list[dict], say=lambda message: None,
-                 started: float | None = None) -> dict:
+                 seconds: dict | None = None) -> dict:
     """Write the files above for an evaluate.Report of the test split and the snapshots' points: the
-    intervals, paired tests, beyond-accuracy metrics and breakdowns are computed here. Returns the metrics."""
+    intervals, paired tests, beyond-accuracy metrics and breakdowns are computed here. Returns the metrics,
+    with `seconds` (what the parts before took) and the seconds taken here."""
     run_dir = Path(run_dir)
     say("intervals, paired tests and beyond-accuracy metrics")
     moment = time.perf_counter()
@@ -87,7 +90,7 @@ def write_report(run_dir, report, dataset, model, snapshots: list[dict], say=lam
                         dataset.num_users)
     models = list(evaluated_models(metrics))
     breakdown = breakdowns.breakdowns(per_user, popularity, models)
-    seconds = dict(report.seconds) | {"intervals": round(time.perf_counter() - moment, 2)}
+    seconds = dict(seconds or {}) | {"intervals": round(time.perf_counter() - moment, 2)}
 
     say("the item embedding map")
     tables = {"per_user": per_user, "breakdown": breakdown,
@@ -104,8 +107,6 @@ def write_report(run_dir, report, dataset, model, snapshots: list[dict], say=lam
                   "top": report.top["ease_"]}
         summary = {k: v for k, v in report.ease.items() if k != "reused_from"}
         atomic_write(folder / ease.STORED, lambda tmp: ease.store(tmp, ease_key(dataset), summary, ranked))
-    if started is not None:
-        seconds["total"] = round(time.perf_counter() - started, 2)
     metrics |= {"snapshots": snapshots, "seconds": seconds, "format": FORMAT}
     rundir.write_json(run_dir / "test_metrics.json", metrics)
     return metrics
