@@ -634,8 +634,9 @@ def report_sections(*, model_name: str, history_length: int, result, explanation
         who = f"each of {metrics['users']:,} test users" if metrics.get("users") else "each test user"
         sections.append(Section("How good the model is", [
             f"The true next item of {who}, ranked against every item "
-            "(already-watched items excluded), for SASRec and two baselines: the most popular items, and a Markov "
-            "chain of item-to-item transitions. Higher is better."], full.rename_axis("model").reset_index()))
+            "(already-watched items excluded), for SASRec and the baselines: the most popular items, a Markov "
+            "chain of item-to-item transitions and, where the catalog allows, EASE, a linear item-item model. "
+            "Higher is better."], full.rename_axis("model").reset_index()))
     else:
         sections.append(Section("How good the model is", ["This run has no test metrics yet: they are written "
                                                           "once training has ended."]))
