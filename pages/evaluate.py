@@ -5,6 +5,7 @@ import streamlit as st
 
 from sasrec import rundir, summary
 from sasrec.breakdowns import BY
+from sasrec.report import is_current
 from sasrec.ui import caches, charts, state, widgets
 
 widgets.page_setup()
@@ -114,9 +115,11 @@ else:
         tables = caches.evaluation(run)
     except widgets.USER_ERRORS as err:
         widgets.error(err)
-        tables = {}
+        tables = False  # the error says why there is nothing to show
     metrics = run.test_metrics()
-    if tables is None:
+    if tables is False:
+        pass
+    elif tables is None:
         widgets.when_ready("ev_evaluating", lambda: caches.evaluation(run),
                            "Evaluating this run on the test split: every model and baseline, EASE, the intervals and "
                            "the snapshots (once, in the background; for a big log a minute or two). This page fills "
@@ -124,7 +127,11 @@ else:
     elif metrics is None:
         st.header("Test metrics")
         st.caption("This run ended before its first validation, so it has no test metrics.")
-    elif tables:
+    elif not is_current(metrics) or not tables:
+        st.info("This run was evaluated before intervals, EASE and beyond-accuracy metrics existed, and it did not "
+                "end cleanly, so it is not evaluated again here: `python -m sasrec evaluate RUN_DIR --recompute` "
+                "does it.", icon=":material/history:")
+    else:
         test_metrics(metrics)
         beyond_accuracy(run, metrics)
         breakdowns(metrics, tables["breakdown"])
