@@ -223,3 +223,16 @@ def test_a_run_reuses_ease_from_an_earlier_run_on_the_same_data(evaluated, make_
     (second / report.FOLDER / ease.STORED).unlink()
     with pytest.raises(AssertionError, match="fitted again"):
         report.write_evaluation(second, model, data)
+
+
+def test_progress_is_told_as_each_part_starts(evaluated, tmp_path):
+    run_dir, data, model, _ = evaluated
+    shutil.copytree(run_dir / rundir.SNAPSHOTS, tmp_path / "run" / rundir.SNAPSHOTS)
+    messages = []
+    report.write_evaluation(tmp_path / "run", model, data, on_progress=messages.append)
+    assert [m for m in messages if m.startswith("ranking")] == [
+        f"ranking every item for {len(sequences.holdout(data, 'test'))} test users with {name} ({i} of 4)"
+        for i, name in enumerate(["SASRec", "Most popular", "Markov", "EASE"], 1)]
+    assert any(m.startswith("EASE: trying λ") for m in messages) and any(m.startswith("EASE: fitting") for m in messages)
+    assert any("snapshot of epoch 2" in m for m in messages)
+    assert messages[-1] == "the item embedding map"
