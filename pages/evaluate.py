@@ -37,7 +37,7 @@ def test_metrics(metrics: dict) -> None:
 
 def tradeoff(points) -> None:
     x = st.segmented_control("Against", list(charts.TRADEOFF_AXES), default="avg_popularity@10", required=True,
-                             key="ev_tradeoff_x", format_func=lambda name: charts.TRADEOFF_AXES[name].split(" of ")[0])
+                             key="ev_tradeoff_x", format_func=lambda name: charts.TRADEOFF_AXES[name][0])
     st.altair_chart(charts.tradeoff_chart(points, x), key="ev_tradeoff")
 
 

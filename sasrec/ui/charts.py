@@ -332,15 +332,17 @@ def breakdown_chart(breakdown: pd.DataFrame, models: list[str] | None = None, me
                      data=data).properties(height=260)
 
 
-TRADEOFF_AXES = {"avg_popularity@10": "average popularity of the top 10 (training users per item)",
-                 "long_tail@10": "long-tail share of the top 10", "novelty@10": "novelty of the top 10 (bits)"}
+TRADEOFF_AXES = {  # metric -> (its button, its axis title)
+    "avg_popularity@10": ("average popularity", "average popularity of the top 10 (training users per item)"),
+    "long_tail@10": ("long-tail share", "long-tail share of the top 10"),
+    "novelty@10": ("novelty", "novelty of the top 10 (bits)")}
 
 
 def tradeoff_chart(points: pd.DataFrame, x: str = "avg_popularity@10") -> alt.LayerChart:
     """NDCG@10 against a beyond-accuracy metric (TRADEOFF_AXES), each with its 95 % interval: every model and
     baseline (summary.tradeoff_points), and the run's snapshots joined in epoch order."""
     share = x == "long_tail@10"
-    x_axis = alt.X(f"{x}:Q", title=TRADEOFF_AXES[x], scale=alt.Scale(zero=False),
+    x_axis = alt.X(f"{x}:Q", title=TRADEOFF_AXES[x][1], scale=alt.Scale(zero=False),
                    axis=alt.Axis(format=".0%" if share else "~s"))
     y_axis = alt.Y("ndcg@10:Q", title="NDCG@10", scale=alt.Scale(zero=False), axis=alt.Axis(format=".3~f"))
     tooltip = [alt.Tooltip("name:N", title="model"), alt.Tooltip("users:Q", format=",", title="test users"),
