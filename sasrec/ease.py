@@ -24,9 +24,10 @@ import torch
 from . import sequences
 from .beyond import item_popularity
 
-# The largest catalog EASE is fitted for. Measured on the development machine's 2 cores (bench/ease.py):
-# one inverse takes about 6 s at 8,000 items, 24 s at 12,000 and 75 s at 18,000 (N³), and the fit holds
-# three N x N float32 matrices at its peak (3.9 GB at 18,000 items, 12 GB at 32,000).
+# The largest catalog EASE is fitted for. On the development machine's 2 cores (python -m bench.ease) one
+# inverse takes 9 CPU-seconds at 8,000 items, 28 at 12,000 and 95 at 18,000 (about half that in wall time
+# on a quiet machine; it grows with N³, so 130 at 20,000), and the fit holds about three N x N float32
+# matrices at its peak: 4 GB at 18,000 items, 5 GB at 20,000, 11 GB at 30,000.
 MAX_ITEMS = 20_000
 # λ is chosen on validation among these, as multiples of the mean item count (the mean diagonal of
 # XᵀX): the counts set the scale on which λ acts, so one grid serves a 1,000- and a 1,000,000-event log.
@@ -114,9 +115,11 @@ def spd_inverse(A: torch.Tensor, leaf: int = LEAF) -> torch.Tensor:
 
         A⁻¹ = [[A11⁻¹ + Y S⁻¹ Yᵀ, -Y S⁻¹], [-S⁻¹ Yᵀ, S⁻¹]],  Y = A11⁻¹ A12.
 
-    That is (4/3) n³ multiply-adds, every one in a matrix product, which is where a CPU is fast: on
-    2 cores it is 3-5x quicker than a Cholesky factor and triangular solves (torch.cholesky_inverse
-    is slower still)."""
+    That is (4/3) n³ multiply-adds, every one in a matrix product, which is where a CPU is fast: on the
+    development machine's 2 cores it takes 2.3x fewer CPU-seconds at 12,000 and 18,000 items than a
+    Cholesky factor with triangular solves and a product, and torch.cholesky_inverse is slower still
+    (bench/ease.py). An eigendecomposition, which would serve every λ of a grid at once, took 24x an
+    inverse's time at 4,000 items."""
     n = A.shape[0]
     if n <= leaf:
         return torch.linalg.inv(A)
