@@ -25,6 +25,7 @@ from bench.machine import machine_info
 from sasrec import defaults, report, rundir
 from sasrec.config import DataConfig, RunConfig, configs
 from sasrec.dataset import load_dataset
+from sasrec.evaluate import evaluated_models
 from sasrec.inference import Recommender
 from sasrec.model import SASRec
 
@@ -53,10 +54,14 @@ def main():
         started, cpu = time.perf_counter(), time.process_time()
         metrics = report.write_evaluation(run_dir, model, dataset, on_progress=messages.append)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    models = {name: {metric: [metrics[prefix + metric], *metrics["ci95"][prefix + metric]]
+                     for metric in ("ndcg@10", "hr@10", "coverage@10", "avg_popularity@10")}
+              for prefix, name in evaluated_models(metrics).items()}
     print(json.dumps({"data": args.data, "run": str(args.run) if args.run else None, "users": metrics["users"],
                       "items": dataset.num_items, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                       "parts_wall_s": metrics["seconds"], "ease": metrics["ease"],
-                      "snapshots": len(metrics["snapshots"]), "ndcg@10": metrics["ndcg@10"],
+                      "snapshots": len(metrics["snapshots"]), "models (value, 95% low, high)": models,
+                      "versus": {baseline: tests["ndcg@10"] for baseline, tests in metrics["versus"].items()},
                       "machine": machine}))
 
 
