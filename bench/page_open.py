@@ -1,6 +1,7 @@
 """How long each page of the app takes to open for a real-sized run, in a real browser. Prints one JSON line.
 
     python -m bench.page_open --workspace WS --run NAME          # a run you trained (Sports_and_Outdoors, say)
+    python -m bench.page_open --data ../shared/data/amazon/Sports_and_Outdoors.txt [--keep /tmp/sports-ws]
     python -m bench.page_open --synthetic 10000000 --items 1000000 [--keep /tmp/big-ws]
 
 Starts the app on the workspace (tests/browser.py) in Debian's Chromium, opens the Playground
@@ -14,7 +15,10 @@ Playground it also times typing a search into the catalog and adding the first m
 a dataset, and a run on it whose weights are untrained and whose evaluation files have the
 real shapes (a rank per test user, the breakdown, the embedding map of every item) but
 random ranks: the pages only read those files, and a full test evaluation of such a log is
-the engine's business, not this bench's. --keep keeps that workspace for the next time.
+the engine's business, not this bench's. --data builds the same kind of run on a real log, with
+its real evaluation (report.write_evaluation: every model ranked, EASE fitted, seven snapshots,
+which are all the untrained weights; it prints how long that took). --keep keeps that workspace
+for the next time.
 """
 
 import argparse
@@ -91,30 +95,24 @@ def measure(url: str, run: str, rounds: int, query: str) -> dict:
             "add_to_predictions_s": [round(s, 2) for s in adds]}
 
 
-def synthetic_workspace(root: Path, num_events: int, num_items: int) -> str:
-    """A workspace holding an N-event dataset and a finished run on it (see the module's doc)."""
+def stand_in_workspace(root: Path, name: str, dataset, real_evaluation: bool) -> str:
+    """A workspace holding `dataset` saved as `name` and a finished run on it (see the module's doc)."""
     import torch
 
-    from sasrec import analysis, rundir
+    from sasrec import ease, rundir
     from sasrec.config import RunConfig, configs
-    from sasrec.dataset import build_dataset
-    from sasrec.evaluate import rank_metrics
+    from sasrec.evaluate import Report
     from sasrec.model import SASRec
-    from sasrec.readers import Columns
-    from sasrec.report import FOLDER
+    from sasrec.report import write_evaluation, write_report
     from sasrec.sequences import holdout
-    from sasrec.synthetic import generate_log
     from sasrec.workspace import Workspace
 
-    name = f"synthetic-{num_events}"
     ws = Workspace(root)
     if name in {r.name for r in ws.runs()}:
         return name
     started = time.perf_counter()
-    interactions, items = generate_log(num_events, num_items)
-    dataset = build_dataset(interactions, Columns("user_id", "item_id", "timestamp"), items, source=f"{name}.parquet")
     ws.save_dataset(dataset, name, {"source": name})
-    print(f"generated and saved {dataset} in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"saved {dataset} in {time.perf_counter() - started:.0f} s", flush=True)
     config = RunConfig(*configs("auto"), data=ws.data_config(name))
     out = root / "runs" / name
     out.mkdir(parents=True)
@@ -127,25 +125,26 @@ def synthetic_workspace(root: Path, num_events: int, num_items: int) -> str:
     catalog.to_parquet(out / "items.parquet", index=False)
     rundir.save_weights(model, out / "best.safetensors")
     rundir.save_weights(model, out / "last.safetensors")
-    # Evaluation files of the real shapes, with random ranks.
-    rng = np.random.default_rng(0)
-    test = holdout(dataset, "test")
-    per_user = pd.DataFrame({"user_id": dataset.user_ids[test.users], "history_length": test.ends - test.starts})
-    for prefix in ("", "pop_", "markov_"):
-        per_user[prefix + "rank"] = rng.integers(1, dataset.num_items, len(test))
-        per_user[prefix + "sampled_rank"] = rng.integers(1, 101, len(test))
-    popularity = np.bincount(dataset.items, minlength=dataset.num_items + 1)[1:]
-    with torch.no_grad():
-        embedding = analysis.embedding_map(model, dataset.catalog, popularity)
-    (out / FOLDER).mkdir()
-    per_user.to_parquet(out / FOLDER / "per_user.parquet", index=False)
-    analysis.breakdown_by_length(per_user).to_parquet(out / FOLDER / "breakdown.parquet", index=False)
-    embedding.to_parquet(out / FOLDER / "embedding.parquet", index=False)
-    metrics = {"users": len(test), "skipped_users": test.skipped}
-    for prefix in ("", "pop_", "markov_"):
-        metrics |= rank_metrics(per_user[prefix + "rank"].to_numpy(), prefix=prefix)
-        metrics |= rank_metrics(per_user[prefix + "sampled_rank"].to_numpy(), prefix=prefix + "sampled_")
-    rundir.write_json(out / "test_metrics.json", metrics)
+    if real_evaluation:
+        for epoch in (1, 2, 4, 8, 16, 32, 64):  # the snapshots of a run of 64-127 epochs
+            rundir.save_snapshot(out, model, epoch)
+        moment = time.perf_counter()
+        with torch.no_grad():
+            metrics = write_evaluation(out, model, dataset)
+        print(f"evaluated in {time.perf_counter() - moment:.0f} s: {json.dumps(metrics['seconds'])}", flush=True)
+    else:
+        # Evaluation files of the real shapes, with random ranks and lists (the catalog is too big for EASE).
+        rng = np.random.default_rng(0)
+        test = holdout(dataset, "test")
+        report = Report({"users": len(test), "skipped_users": test.skipped, "items": dataset.num_items},
+                        pd.DataFrame({"user_id": dataset.user_ids[test.users], "history_length": test.ends - test.starts}))
+        for prefix in ("", "pop_", "markov_"):
+            ranks, sampled = rng.integers(1, dataset.num_items, len(test)), rng.integers(1, 101, len(test))
+            report.add(prefix, {"rank": ranks, "sampled_rank": sampled,
+                                "top": rng.integers(1, dataset.num_items + 1, (len(test), 10), dtype=np.int32)})
+        report.ease = ease.Fit(reason=ease.too_big(dataset.num_items)).summary()
+        with torch.no_grad():
+            write_report(out, report, dataset, model, snapshots=[])
     rundir.write_jsonl(out / "metrics.jsonl", [{"epoch": 1, "loss": 1.0, "valid_ndcg@10": 0.0, "valid_hr@10": 0.0,
                                                 "epoch_seconds": 1.0, "elapsed_seconds": 1.0}])
     rundir.write_json(out / "status.json", {"state": rundir.FINISHED, "message": "a bench's stand-in run",
@@ -160,18 +159,31 @@ def main():
     parser.add_argument("--workspace", type=Path, help="an existing workspace")
     parser.add_argument("--run", help="the run to open (with --workspace)")
     parser.add_argument("--synthetic", type=int, help="build a workspace with a log of this many events instead")
+    parser.add_argument("--data", help="build a workspace with this log instead (its evaluation computed for real)")
     parser.add_argument("--items", type=int, default=1_000_000, help="items of the synthetic log")
-    parser.add_argument("--keep", type=Path, help="where to build (or find) the synthetic workspace, kept after")
+    parser.add_argument("--keep", type=Path, help="where to build (or find) the --synthetic or --data workspace, kept after")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--query", default="1", help="what to type into the Playground's catalog search")
     args = parser.parse_args()
-    if args.synthetic:
+    if args.synthetic or args.data:
         with tempfile.TemporaryDirectory() as scratch:
             root = args.keep or Path(scratch)
-            run = synthetic_workspace(root, args.synthetic, args.items)
+            if args.data:
+                from sasrec.dataset import load_dataset
+
+                run = stand_in_workspace(root, Path(args.data).stem.lower(), load_dataset(args.data), True)
+            else:
+                from sasrec.dataset import build_dataset
+                from sasrec.readers import Columns
+                from sasrec.synthetic import generate_log
+
+                interactions, items = generate_log(args.synthetic, args.items)
+                run = stand_in_workspace(root, f"synthetic-{args.synthetic}", build_dataset(
+                    interactions, Columns("user_id", "item_id", "timestamp"), items, source="synthetic.parquet"), False)
             with running_app(root, stop_runs=False) as url:
                 result = measure(url, run, args.rounds, args.query)
-        source = {"synthetic_events": args.synthetic, "synthetic_items": args.items}
+        source = ({"data": args.data} if args.data else
+                  {"synthetic_events": args.synthetic, "synthetic_items": args.items})
     else:
         with running_app(args.workspace, stop_runs=False) as url:
             result = measure(url, args.run, args.rounds, args.query)

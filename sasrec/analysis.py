@@ -1,12 +1,11 @@
 """Looking inside a trained model and its data: attention tables, rollout and aggregates,
-embedding maps, where SASRec wins by history length, and the Data page's profiles of a log."""
+embedding maps, and the Data page's profiles of a log."""
 
 import numpy as np
 import pandas as pd
 import torch
 
 from . import sequences
-from .evaluate import MODELS, rank_metrics
 
 
 def attention_table(history: pd.DataFrame, attention: np.ndarray) -> pd.DataFrame:
@@ -171,28 +170,6 @@ def embedding_map(model, catalog: pd.DataFrame, popularity: np.ndarray | None = 
     table = catalog[["item_id", "title", "category"]].reset_index(drop=True)
     popularity = pd.array(popularity if popularity is not None else [pd.NA] * len(table), dtype="Int64")
     return table.assign(popularity=popularity, x=xy[:, 0], y=xy[:, 1])
-
-
-def breakdown_by_length(per_user: pd.DataFrame, models=("", "markov_", "pop_"), k: int = 10) -> pd.DataFrame:
-    """NDCG@k and HR@k of each model for short, medium and long histories (terciles).
-
-    per_user: evaluate.Report.per_user. Returns one row per (group, model). Users with
-    equal lengths stay in one group, so heavy ties leave fewer (never empty) groups; if
-    everyone has the same length there is one group, "all".
-    """
-    lengths = per_user["history_length"].to_numpy()
-    low, high = np.quantile(lengths, [1 / 3, 2 / 3])
-    groups = np.where(lengths <= low, "short", np.where(lengths <= high, "medium", "long"))
-    labels = [label for label in ("short", "medium", "long") if (groups == label).any()]
-    rows = []
-    for label in labels:
-        chosen = per_user[groups == label]
-        span = f"{chosen.history_length.min()}–{chosen.history_length.max()} items"
-        for prefix in models:
-            metrics = rank_metrics(chosen[prefix + "rank"].to_numpy(), ks=(k,))
-            rows.append({"group": label if len(labels) > 1 else "all", "history": span, "users": len(chosen),
-                         "model": MODELS[prefix], f"ndcg@{k}": metrics[f"ndcg@{k}"], f"hr@{k}": metrics[f"hr@{k}"]})
-    return pd.DataFrame(rows)
 
 
 # The Data page: the small tables behind its charts

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from . import defaults, rundir
+from . import defaults, rundir, summary
 from .config import (
     PRESET_HELP,
     PRESETS,
@@ -29,7 +29,7 @@ from .distributed import Distributed
 from .evaluate import metrics_table
 from .inference import Recommender
 from .readers import Columns, DataError
-from .report import evaluate_run
+from .report import compare_runs, evaluate_run, is_current
 from .schedule import duration
 from .train import resolve_device, train
 
@@ -220,13 +220,33 @@ def cmd_evaluate(args):
     run = rundir.Run(args.run_dir).require()
     metrics = run.test_metrics()
     if metrics is None or args.recompute:
-        metrics = evaluate_run(run.path)
+        metrics = evaluate_run(run.path, on_progress=lambda message: print(message, file=sys.stderr, flush=True))
+    compared = [compare_runs(run, rundir.Run(other).require()) for other in args.compare]
     if not args.json:
+        print_evaluation(metrics, compared)
+    print(json.dumps(metrics | ({"compared": compared} if compared else {})))
+
+
+def print_evaluation(metrics: dict, compared: list[dict]) -> None:
+    if not is_current(metrics):
+        print("This run was evaluated before intervals, paired tests, EASE and beyond-accuracy metrics existed; "
+              "`evaluate RUN_DIR --recompute` computes them.\n")
         print(metrics_table(metrics).to_string(float_format="{:.4f}".format))
-        print(f"\nTest split: {metrics.get('users', '?'):,} users ({metrics.get('skipped_users', 0):,} with fewer than 3 "
-              "events skipped). Full ranking over every item, history excluded; 'sampled' ranks the true item "
-              "among 100 random unseen items, as in the paper, and overstates quality.")
-    print(json.dumps(metrics))
+        return
+    print("Full ranking, with 95 % bootstrap intervals over users:")
+    print(summary.metrics_table(metrics).to_string())
+    print("\nSampled (the true item among 100 random unseen items, as in the paper; it overstates quality):")
+    print(summary.metrics_table(metrics, sampled=True).to_string())
+    print()
+    for baseline in list(summary.evaluated_models(metrics))[1:]:
+        print(summary.verdict(metrics, baseline))
+    print(summary.ease_note(metrics)[1])
+    print("\nBeyond accuracy, top 10:")
+    print(summary.beyond_table(metrics).to_string())
+    for comparison in compared:
+        print("\n" + summary.comparison_sentence(comparison))
+    print(f"\nTest split: {metrics.get('users', 0):,} users ({metrics.get('skipped_users', 0):,} with fewer than 3 "
+          "events skipped). Full ranking over every item, history excluded.")
 
 
 def cmd_recommend(args):
@@ -285,6 +305,8 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("evaluate", help="test-split metrics of a run, with baselines")
     p.add_argument("run_dir")
     p.add_argument("--recompute", action="store_true", help="evaluate again instead of reading the stored results")
+    p.add_argument("--compare", nargs="+", default=[], metavar="RUN_DIR",
+                   help="other runs on the same data: paired tests against each and the overlap of the top-10 lists")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     p.set_defaults(func=cmd_evaluate)
 

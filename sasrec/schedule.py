@@ -52,8 +52,6 @@ FIRST_PLAN_STEPS = 20
 # set by the metric's noise alone would end such a run on its plateau.
 PATIENCE_SHARE = 0.25
 PATIENCE_MOST = 30  # validations: a long plan on a small log (200 epochs of ml-100k) still stops when done
-# The final test evaluation ranks every item for every test user, for SASRec and the baselines.
-TEST_MODELS = 3
 
 
 @dataclass
@@ -65,7 +63,8 @@ class Pace:
     eval_every: int  # epochs per validation
     validation_share: float  # estimated cost of a validation over an epoch's
     validated_users: int
-    test_users: int
+    ranked_users: int  # users the final evaluation ranks every item for (report.ranked_users)
+    fit_seconds: float = 0.0  # what else it takes: fitting the baselines (report.fit_seconds)
     seconds_per_step: float | None = None
     validation_seconds: float | None = None
 
@@ -79,17 +78,13 @@ class Pace:
 
     def reserve(self) -> float:
         """The final test evaluation's expected time, which a time budget must leave for it."""
-        return final_evaluation_seconds(self.validation_seconds_estimate(), self.validated_users, self.test_users)
+        per_user = self.validation_seconds_estimate() / max(self.validated_users, 1)
+        return per_user * self.ranked_users + self.fit_seconds
 
     def seconds_left(self, step: int, end_step: int) -> float:
         """From `step` to the end of the final evaluation, if training ends at end_step."""
         per_step = (self.seconds_per_step or 0.0) + self.validation_per_step()
         return per_step * max(end_step - step, 0) + self.reserve()
-
-
-def final_evaluation_seconds(validation_seconds: float, validated_users: int, test_users: int) -> float:
-    """The final test evaluation's expected time, from a validation's."""
-    return validation_seconds / max(validated_users, 1) * test_users * TEST_MODELS
 
 
 @dataclass

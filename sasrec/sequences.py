@@ -62,6 +62,20 @@ def holdout(dataset, split: str) -> Holdout:
     return Holdout(users, starts[users], ends, dataset.items[ends], skipped=int(len(lengths) - len(users)))
 
 
+def positions(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Flat indices of every item in the slices [start, end), in order."""
+    lengths = np.maximum(ends - starts, 0)
+    offsets_in_slice = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + offsets_in_slice
+
+
+def known_ends(dataset, split: str) -> np.ndarray:
+    """Where each user's part known before the split's targets ends: the history of the split, or the
+    whole sequence of a user too short to have it. What the baselines learn from when predicting `split`."""
+    lengths = np.diff(dataset.offsets)
+    return dataset.offsets[1:] - np.where(lengths >= MIN_LENGTH, HELD_OUT[split], 0)
+
+
 def training_ends(dataset, validated=None) -> np.ndarray:
     """Where each user's training part ends: before the held-out items, or at the end for a user
     too short to hold any out. `validated` (internal user indices): only these users hold out their

@@ -21,7 +21,7 @@ from .distributed import Distributed
 from .evaluate import validation_metrics, validation_users
 from .losses import negative_log_q, sequence_loss
 from .model import SASRec
-from .report import write_evaluation
+from .report import fit_seconds, ranked_users, write_evaluation
 from .schedule import FIRST_PLAN_STEPS, Pace, Schedule, duration
 from .sequences import holdout, training_windows
 
@@ -179,7 +179,8 @@ class Trainer:
         share = defaults.validation_share(config.model, self.train_config, dataset.num_items, self.positions_per_epoch,
                                           len(self.validation_split), np.diff(dataset.offsets))
         self.pace = Pace(self.steps_per_epoch, self.train_config.eval_every, share, len(self.validation_split),
-                         len(holdout(dataset, "test")))
+                         ranked_users(len(holdout(dataset, "test")), self.train_config.epochs),
+                         fit_seconds(dataset.num_items))
         if resume:  # the pace it trained at, so that a resumed run plans at once (more time: a later end)
             self.pace.seconds_per_step = next((m["epoch_seconds"] / self.steps_per_epoch for m in reversed(self.history)
                                                if "epoch_seconds" in m and "epoch_fraction" not in m), None)
@@ -415,7 +416,8 @@ class Trainer:
                                               f"(about {duration(self.pace.reserve())})")
             rundir.load_model_weights(self.model, self.run.checkpoint("best"))
             evaluation_started = time.time()
-            summary["test"] = write_evaluation(self.run_dir, self.model, self.dataset, self.device)
+            summary["test"] = write_evaluation(self.run_dir, self.model, self.dataset, self.device, on_progress=lambda
+                                               message: self.status.write(rundir.RUNNING, f"evaluating: {message}"))
             summary["evaluation_seconds"] = time.time() - evaluation_started
             summary["elapsed_seconds"] = time.time() - self.started
         self.status.write(outcome, message, **summary)

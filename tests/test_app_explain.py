@@ -233,7 +233,7 @@ def test_the_report_holds_the_history_predictions_effects_attention_and_metrics(
     assert headings == ["The history", "What the model predicts next", f"Why {explanation.target['title']}?",
                         "What the prediction looks at", "Attention, layer by layer", "A second model: tiny · epoch 1",
                         "How good the model is"]
-    assert list(sections[-1].table["model"]) == ["SASRec", "Most popular", "Markov"]
+    assert list(sections[-1].table["model"]) == ["SASRec", "Markov", "Most popular", "EASE"]
     page = export.render_html("Why tiny predicts it", "Model tiny", sections, "footer")
     assert hostile not in page and "&lt;script&gt;alert(" in page, "a title is text, never markup"
     assert page.count("<script") == 2, "the Vega bundle and the charts, nothing else"

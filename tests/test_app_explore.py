@@ -2,8 +2,10 @@
 tiny model trained once per session into a temporary workspace."""
 
 import json
+import re
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -277,19 +279,98 @@ def test_attention_for_a_dataset_user(workspace, monkeypatch):
 
 # Evaluate
 
-def test_evaluate_compares_sasrec_with_the_baselines(workspace, monkeypatch):
+INTERVAL = re.compile(r"^-?[\d.,]+%? \([\d.,]+–[\d.,]+%?\)$")  # "0.0529 (0.0511–0.0547)", "73.1% (71.6–74.6%)"
+
+
+def metric_tables(at: AppTest) -> list[pd.DataFrame]:
+    """The full-ranking and sampled tables: a row per metric, a column per model."""
+    return [d.value for d in at.dataframe if "NDCG@10" in d.value.index]
+
+
+def chart_specs(at: AppTest) -> list[str]:
+    return [chart.proto.spec for chart in at.main.get("vega_lite_chart")]
+
+
+def test_evaluate_shows_every_figure_with_its_interval_and_says_what_is_significant(workspace, monkeypatch):
     at = open_page(make_app(workspace, monkeypatch), "evaluate")
-    full, sampled = tables(at, "NDCG@10")[:2]
-    assert list(full.index) == list(sampled.index) == ["SASRec", "Most popular", "Markov"]
-    assert {"HR@1", "HR@10", "NDCG@20", "MRR"} <= set(full.columns)
+    full, sampled = metric_tables(at)
+    assert list(full.columns) == list(sampled.columns) == ["SASRec", "Markov", "Most popular", "EASE"]
+    assert {"HR@1", "HR@10", "NDCG@20", "MRR"} <= set(full.index)
+    assert all(INTERVAL.match(cell) for cell in [*full.to_numpy().ravel(), *sampled.to_numpy().ravel()])
     assert not full.equals(sampled)
+    verdicts = next(m.value for m in at.markdown if "SASRec's NDCG@10 is" in m.value).splitlines()
+    assert len(verdicts) == 3 and all("Markov" in v or "Most popular" in v or "EASE" in v for v in verdicts)
+    assert all("a real difference" in v or "cannot be told apart" in v for v in verdicts)
+    assert any("EASE: λ =" in c.value for c in at.caption) or any("EASE" in w.value for w in at.warning)
+
+    beyond = tables(at, "Coverage")[0]
+    assert list(beyond.index) == ["SASRec", "Markov", "Most popular", "EASE"]
+    assert {"Coverage", "Avg popularity", "Long-tail share", "Novelty (bits)", "Diversity"} == set(beyond.columns)
+    assert all(INTERVAL.match(cell) for cell in beyond.to_numpy().ravel())
+    assert any("average popularity of the top 10" in spec for spec in chart_specs(at)), "the trade-off chart"
+    at.segmented_control(key="ev_tradeoff_x").set_value("long_tail@10").run()
+    assert any("long-tail share of the top 10" in spec for spec in chart_specs(at))
+
     breakdown = tables(at, "group")[0]
     assert list(breakdown["group"]) == ["short", "medium", "long"]
-    assert {"SASRec", "Markov", "Most popular"} <= set(breakdown.columns)
+    assert list(breakdown.columns[:4]) == ["group", "span", "users", "SASRec"]
+    assert len(breakdown.columns) == 5, "SASRec beside the best baseline"
+    assert all(INTERVAL.match(cell) for cell in breakdown.iloc[:, 3:].to_numpy().ravel())
+    at.segmented_control(key="ev_breakdown_by").set_value("popularity").run()
+    assert set(tables(at, "group")[0]["group"]) <= {"head", "torso", "tail"}
+    at.segmented_control(key="ev_breakdown_by").set_value("recency").run()
+    assert set(tables(at, "group")[0]["group"]) <= {"earliest", "middle", "latest"}
+
     summary = tables(at, "run")[0]
     assert list(summary["run"]) == ["tiny"] and summary["epochs"].item() == 3
+    assert INTERVAL.match(summary["NDCG@10"].item())
     at.segmented_control(key="ev_colour").set_value("popularity").run()
     assert not at.exception
+
+
+def edited_metrics(workspace, tmp_path, edit) -> Path:
+    """A copy of the workspace whose run's stored test metrics went through edit(metrics)."""
+    copied = tmp_path / "ws"
+    shutil.copytree(workspace, copied)
+    path = copied / "runs" / "tiny" / "test_metrics.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    return copied
+
+
+def test_evaluate_says_why_ease_is_absent(workspace, monkeypatch, tmp_path):
+    from sasrec.ease import too_big
+
+    def without_ease(metrics):
+        return {k: v for k, v in metrics.items() if not k.startswith("ease_")} | {
+            "ease": {"computed": False, "reason": too_big(50_000)}}
+
+    at = open_page(make_app(edited_metrics(workspace, tmp_path, without_ease), monkeypatch), "evaluate")
+    assert any("EASE is fitted only for catalogs of up to" in i.value and "50,000 items" in i.value for i in at.info)
+    assert list(metric_tables(at)[0].columns) == ["SASRec", "Markov", "Most popular"]
+
+
+def test_evaluate_says_plainly_when_ease_wins(workspace, monkeypatch, tmp_path):
+    def ease_ahead(metrics):
+        return metrics | {"ease_ndcg@10": metrics["ndcg@10"] + 0.05}
+
+    at = open_page(make_app(edited_metrics(workspace, tmp_path, ease_ahead), monkeypatch), "evaluate")
+    assert any("EASE, a non-sequential linear model, beats SASRec on this data" in w.value for w in at.warning)
+
+
+def test_a_run_evaluated_before_intervals_is_evaluated_again_in_the_background(workspace, monkeypatch, tmp_path):
+    def old(metrics):
+        return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not k.startswith("ease_")}
+
+    copied = edited_metrics(workspace, tmp_path, old)
+    at = open_page(make_app(copied, monkeypatch), "evaluate")
+    for _ in range(240):
+        if tables(at, "Coverage"):
+            break
+        assert any("Evaluating this run on the test split" in c.value for c in at.caption)
+        time.sleep(0.5)
+        at.run()
+    assert tables(at, "Coverage"), "the page fills in once the evaluation is done"
+    assert rundir.Run(copied / "runs" / "tiny").test_metrics()["format"] == 2
 
 
 def test_a_running_run_predicts_from_its_latest_weights_and_is_evaluated_once_it_ends(workspace, monkeypatch,

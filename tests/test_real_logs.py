@@ -206,10 +206,10 @@ def test_the_embedding_map_shows_at_most_its_limit_most_popular_first():
 
 def test_small_full_ranking_values_get_their_own_scale():
     metrics = {key: 0.03 for key in ("hr@10", "ndcg@10", "mrr")} | {"sampled_hr@10": 0.5}
-    full, sampled = charts.metrics_tables(metrics)
-    spec = charts.metrics_chart(full, sampled).to_dict()
+    spec = charts.metrics_chart(metrics).to_dict()
     assert spec["resolve"]["scale"]["y"] == "independent"
-    assert "domain" not in spec["spec"]["encoding"]["y"].get("scale", {})
+    bars = spec["spec"]["layer"][0]["encoding"]
+    assert "domain" not in bars["y"].get("scale", {})
 
 
 def test_one_epoch_curves_have_whole_epochs_and_short_values():
@@ -219,7 +219,7 @@ def test_one_epoch_curves_have_whole_epochs_and_short_values():
 
 
 def test_length_breakdown_labels_are_two_short_lines():
-    breakdown = pd.DataFrame({"group": ["short", "long"], "history": ["1–3 items", "4–295 items"], "users": [5, 5],
+    breakdown = pd.DataFrame({"group": ["short", "long"], "span": ["1–3 items", "4–295 items"], "users": [5, 5],
                               "model": ["SASRec", "SASRec"], "ndcg@10": [0.1, 0.2]})
-    axis = charts.breakdown_chart(breakdown).to_dict()["encoding"]["x"]["axis"]
+    axis = charts.breakdown_chart(breakdown).to_dict()["layer"][0]["encoding"]["x"]["axis"]
     assert "split" in axis["labelExpr"] and axis["labelAngle"] == 0

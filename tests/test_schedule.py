@@ -2,7 +2,7 @@
 
 import pytest
 
-from sasrec.schedule import Pace, Schedule, final_evaluation_seconds, parse_minutes
+from sasrec.schedule import Pace, Schedule, parse_minutes
 
 
 @pytest.mark.parametrize("text, minutes", [("90s", 1.5), ("10m", 10), ("10min", 10), ("1h", 60), ("1h30m", 90),
@@ -28,13 +28,14 @@ def test_the_learning_rate_decays_linearly_to_zero_at_the_planned_end():
 
 def pace(**given) -> Pace:
     return Pace(**{"steps_per_epoch": 100, "eval_every": 1, "validation_share": 0.1, "validated_users": 1000,
-                   "test_users": 2000, "seconds_per_step": 0.1} | given)
+                   "ranked_users": 6000, "seconds_per_step": 0.1} | given)
 
 
 def test_a_plan_fits_training_validation_and_the_final_evaluation_in_the_budget():
-    # 0.1 s a step, a 2 s validation per 100-step epoch; the test ranks 2x the users for 3 models: 12 s.
+    # 0.1 s a step, a 2 s validation of 1,000 users per 100-step epoch; the test ranks 6,000: 12 s.
     measured = pace(validation_seconds=2.0)
-    assert measured.reserve() == pytest.approx(final_evaluation_seconds(2.0, 1000, 2000)) == pytest.approx(12.0)
+    assert measured.reserve() == pytest.approx(12.0)
+    assert pace(validation_seconds=2.0, fit_seconds=5.0).reserve() == pytest.approx(17.0)
     schedule = Schedule(lr=0.001, steps_per_epoch=100, epoch_limit=1000, budget_seconds=600)
     end = schedule.plan(step=500, elapsed=60.0, pace=measured)
     # (600 - 60 - 12) s left at 0.12 s a step (0.1 training, 0.02 validation)

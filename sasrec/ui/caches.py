@@ -17,7 +17,7 @@ from .. import analysis, explain, rundir, synthetic
 from ..dataset import Dataset, Preprocessing, build_dataset
 from ..inference import Recommender, load_run_dataset
 from ..readers import Columns, RawLog, read_catalog, read_log
-from ..report import FOLDER, evaluate_run, read_evaluation
+from ..report import FOLDER, compare_runs, evaluate_run, is_current, read_evaluation
 from ..search import SubstringIndex
 from . import charts
 
@@ -190,14 +190,35 @@ def _evaluation(run_dir: str, mtime: float) -> dict:
     return read_evaluation(run_dir) or {}
 
 
-def evaluation(run: rundir.Run) -> dict:
-    """The tables the run wrote when it finished (report.py): per_user, breakdown, embedding.
-    A run from before they existed is evaluated once, here, and then read like the others."""
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _evaluating(run_dir: str, versions: tuple) -> Future:
+    return _BACKGROUND.submit(evaluate_run, run_dir)
+
+
+def evaluation(run: rundir.Run) -> dict | None:
+    """The tables the run wrote when it finished (report.py): per_user, breakdown, embedding; {} for a run
+    with nothing to evaluate (no checkpoint). A finished or stopped run whose evaluation is missing or
+    predates this version's (report.is_current) is evaluated once, in the background: None until that is
+    done, then read like the others; an error it met is raised here."""
     written = run.path / FOLDER / "per_user.parquet"
-    if not written.exists() and run.state() in (rundir.FINISHED, rundir.STOPPED):
-        with st.spinner("Evaluating on the test split, with the baselines (once; the result is kept)…"):
-            evaluate_run(run.path)
+    current = is_current(run.test_metrics()) and written.exists()
+    if not current and run.state() in (rundir.FINISHED, rundir.STOPPED) and has_checkpoint(run):
+        future = _evaluating(str(run.path), _versions(run))
+        if not future.done():
+            return None
+        future.result()
     return _evaluation(str(run.path), _mtime(written))
+
+
+@st.cache_data(max_entries=16, show_spinner="Comparing the runs user by user…")
+def _compared(first: str, first_name: str, second: str, second_name: str, mtimes: tuple) -> dict:
+    return compare_runs(rundir.Run(first, first_name), rundir.Run(second, second_name))
+
+
+def compared(first: rundir.Run, second: rundir.Run) -> dict:
+    """report.compare_runs for two runs, computed once per pair of evaluations (RunError if not comparable)."""
+    mtimes = tuple(_mtime(run.path / FOLDER / "per_user.parquet") for run in (first, second))
+    return _compared(str(first.path), first.name, str(second.path), second.name, mtimes)
 
 
 def umap_installed() -> bool:
@@ -211,7 +232,7 @@ def _umap_points(run_dir: str, versions: tuple, _model, _points: pd.DataFrame) -
 
 def embedding_points(run: rundir.Run, method: str) -> pd.DataFrame:
     """The item embedding map the run wrote (PCA), or its UMAP projection, computed once."""
-    points = evaluation(run).get("embedding")
+    points = (evaluation(run) or {}).get("embedding")
     if points is None:
         return pd.DataFrame(columns=["item_id", "title", "category", "popularity", "x", "y"])
     if method == "umap":

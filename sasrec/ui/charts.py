@@ -12,12 +12,13 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..analysis import attention_table, prediction_focus
-from ..evaluate import metrics_table
+from ..evaluate import METRICS, evaluated_models, metrics_table
 from ..explain import SIGNALS
 from ..export import Section
 from ..inference import rank_changes
 from ..rundir import INTERRUPTED
 from ..schedule import duration  # noqa: F401 (the pages format durations through charts)
+from ..summary import with_interval
 
 STATE_COLORS = {"running": "blue", "finished": "green", "stopped": "orange", "failed": "red", INTERRUPTED: "gray",
                 "queued": "violet"}
@@ -206,7 +207,7 @@ def runs_table(summaries: list[dict]) -> pd.DataFrame:
 ACCENT, HIGHLIGHT = "#5B4BDB", "#E4572E"
 
 
-MODEL_COLORS = {"SASRec": ACCENT, "Markov": "#F2A541", "Most popular": "#9AA0A6"}
+MODEL_COLORS = {"SASRec": ACCENT, "EASE": "#2E9E8F", "Markov": "#F2A541", "Most popular": "#9AA0A6"}
 
 
 def short(title: str, width: int = 24) -> str:
@@ -324,53 +325,107 @@ def category_heatmap(matrix: pd.DataFrame) -> alt.LayerChart:
 
 
 def metrics_tables(metrics: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(full-ranking table, sampled table): one row per model, columns HR@K, NDCG@K, MRR."""
+    """(full-ranking table, sampled table): one row per model, columns HR@K, NDCG@K, MRR (numbers, for the
+    HTML report; the Evaluate page shows summary.metrics_table, with intervals)."""
     table = metrics_table(metrics)
     sampled = table.index.str.endswith("(sampled)")
     return table[~sampled], table[sampled].rename(index=lambda name: name.removesuffix(" (sampled)"))
 
 
-def metrics_chart(full: pd.DataFrame, sampled: pd.DataFrame) -> alt.FacetChart:
-    columns = list(full.columns)
-    protocols = {"Full ranking": full, "Sampled (the true item against 100 random ones)": sampled}
-    data = pd.concat([
-        table.rename_axis("model").reset_index().melt(id_vars="model", var_name="metric").assign(protocol=protocol)
-        for protocol, table in protocols.items()])
-    return alt.Chart(data).mark_bar().encode(
-        x=alt.X("metric:N", sort=columns, title=None, axis=alt.Axis(labelAngle=0)),
-        xOffset=alt.XOffset("model:N", sort=list(MODEL_COLORS)),
+def _model_colour(models=None) -> alt.Color:
+    """Each model in its colour; the legend lists `models` (default: all of them)."""
+    models = [m for m in MODEL_COLORS if models is None or m in set(models)]
+    return alt.Color("model:N", title=None, scale=alt.Scale(domain=models, range=[MODEL_COLORS[m] for m in models]))
+
+
+def _error_bars(y: str, y2: str, **encoding) -> alt.Chart:
+    """Rules from y to y2 (an interval), drawn over bars or points that share the other encodings."""
+    return alt.Chart().mark_rule(color="#1F1D2B", strokeWidth=1.2).encode(y=y, y2=y2, **encoding)
+
+
+def metrics_chart(metrics: dict) -> alt.FacetChart:
+    """Every model's HR@K, NDCG@K and MRR as bars with their 95 % intervals, full ranking above sampled."""
+    protocols = {"Full ranking": "", "Sampled (the true item against 100 random ones)": "sampled_"}
+    ci95 = metrics.get("ci95", {})
+    rows = []
+    for protocol, infix in protocols.items():
+        for prefix, model in evaluated_models(metrics).items():
+            for metric in METRICS:
+                key = prefix + infix + metric
+                if metrics.get(key) is not None:
+                    low, high = ci95.get(key, (metrics[key], metrics[key]))
+                    rows.append({"protocol": protocol, "model": model, "metric": metric.upper(),
+                                 "value": metrics[key], "low": low, "high": high})
+    data = pd.DataFrame(rows, columns=["protocol", "model", "metric", "value", "low", "high"])
+    x = alt.X("metric:N", sort=[m.upper() for m in METRICS], title=None, axis=alt.Axis(labelAngle=0))
+    offset = alt.XOffset("model:N", sort=list(MODEL_COLORS))
+    tooltip = ["model:N", "metric:N", alt.Tooltip("value:Q", format=".4f"),
+               alt.Tooltip("low:Q", format=".4f", title="95 % from"), alt.Tooltip("high:Q", format=".4f", title="to")]
+    bars = alt.Chart().mark_bar().encode(
+        x=x, xOffset=offset,
         # Each protocol on its own scale: full-ranking values of 0.02-0.05 would be invisible on 0-1.
         y=alt.Y("value:Q", title=None, axis=alt.Axis(format=".2~f", tickCount=4)),
-        color=alt.Color("model:N", title=None, scale=alt.Scale(domain=list(MODEL_COLORS),
-                                                               range=list(MODEL_COLORS.values()))),
-        tooltip=["model:N", "metric:N", alt.Tooltip("value:Q", format=".4f")],
-    ).properties(width=820, height=200).facet(row=alt.Row("protocol:N", title=None, sort=list(protocols),
-                                                          header=alt.Header(labelAngle=0, labelAlign="left",
-                                                                            labelAnchor="start", labelOrient="top",
-                                                                            labelFontSize=13))
-                                              ).resolve_scale(y="independent")
+        color=_model_colour(data["model"]), tooltip=tooltip)
+    return alt.layer(bars, _error_bars("low:Q", "high:Q", x=x, xOffset=offset, tooltip=tooltip), data=data).properties(
+        width=820, height=200).facet(row=alt.Row("protocol:N", title=None, sort=list(protocols), header=alt.Header(
+            labelAngle=0, labelAlign="left", labelAnchor="start", labelOrient="top", labelFontSize=13))
+    ).resolve_scale(y="independent")
 
 
-def breakdown_table(breakdown: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFrame:
-    """One row per history-length group, one column per model."""
-    table = breakdown.pivot(index=["group", "history", "users"], columns="model", values=metric)
-    order = list(dict.fromkeys(breakdown["group"]))
-    return table.reset_index().set_index("group").loc[order].reset_index()[
-        ["group", "history", "users"] + [m for m in MODEL_COLORS if m in table.columns]]
-
-
-def breakdown_chart(breakdown: pd.DataFrame, metric: str = "ndcg@10") -> alt.Chart:
+def breakdown_chart(breakdown: pd.DataFrame, models: list[str] | None = None, metric: str = "ndcg@10") -> alt.LayerChart:
+    """One breakdown (breakdowns.py, rows of one "by"): each group's metric per model, as bars with 95 % intervals."""
     # Two-line labels ("short" over "1–3 items"), so that they fit under their bars in a narrow column.
-    data = breakdown.assign(label=breakdown["group"] + "|" + breakdown["history"])
-    return alt.Chart(data).mark_bar().encode(
-        x=alt.X("label:N", sort=list(dict.fromkeys(data["label"])), title=None,
-                axis=alt.Axis(labelAngle=0, labelLimit=160, labelExpr="split(datum.label, '|')", labelPadding=6)),
-        xOffset=alt.XOffset("model:N", sort=list(MODEL_COLORS)),
-        y=alt.Y(f"{metric}:Q", title=metric.upper()),
-        color=alt.Color("model:N", title=None, scale=alt.Scale(domain=list(MODEL_COLORS),
-                                                               range=list(MODEL_COLORS.values()))),
-        tooltip=["group:N", "history:N", "users:Q", "model:N", alt.Tooltip(f"{metric}:Q", format=".4f")],
-    ).properties(height=260)
+    data = breakdown[breakdown["model"].isin(models)] if models else breakdown
+    data = data.assign(label=data["group"] + "|" + data["span"])
+    if f"{metric}_low" not in data:
+        data = data.assign(**{f"{metric}_low": data[metric], f"{metric}_high": data[metric]})
+    x = alt.X("label:N", sort=list(dict.fromkeys(data["label"])), title=None,
+              axis=alt.Axis(labelAngle=0, labelLimit=160, labelExpr="split(datum.label, '|')", labelPadding=6,
+                            labelOverlap=False))
+    offset = alt.XOffset("model:N", sort=list(MODEL_COLORS))
+    tooltip = ["group:N", "span:N", "users:Q", "model:N", alt.Tooltip(f"{metric}:Q", format=".4f"),
+               alt.Tooltip(f"{metric}_low:Q", format=".4f", title="95 % from"),
+               alt.Tooltip(f"{metric}_high:Q", format=".4f", title="to")]
+    bars = alt.Chart().mark_bar().encode(x=x, xOffset=offset, y=alt.Y(f"{metric}:Q", title=metric.upper()),
+                                         color=_model_colour(data["model"]), tooltip=tooltip)
+    return alt.layer(bars, _error_bars(f"{metric}_low:Q", f"{metric}_high:Q", x=x, xOffset=offset, tooltip=tooltip),
+                     data=data).properties(height=260)
+
+
+TRADEOFF_AXES = {  # metric -> (its button, its axis title)
+    "avg_popularity@10": ("average popularity", "average popularity of the top 10 (training users per item)"),
+    "long_tail@10": ("long-tail share", "long-tail share of the top 10"),
+    "novelty@10": ("novelty", "novelty of the top 10 (bits)")}
+
+
+def tradeoff_chart(points: pd.DataFrame, x: str = "avg_popularity@10") -> alt.LayerChart:
+    """NDCG@10 against a beyond-accuracy metric (TRADEOFF_AXES), each with its 95 % interval: every model and
+    baseline (summary.tradeoff_points), and the run's snapshots joined in epoch order."""
+    share = x == "long_tail@10"
+    x_axis = alt.X(f"{x}:Q", title=TRADEOFF_AXES[x][1], scale=alt.Scale(zero=False),
+                   axis=alt.Axis(format=".0%" if share else "~s"))
+    y_axis = alt.Y("ndcg@10:Q", title="NDCG@10", scale=alt.Scale(zero=False), axis=alt.Axis(format=".3~f"))
+    tooltip = [alt.Tooltip("name:N", title="model"), alt.Tooltip("users:Q", format=",", title="test users"),
+               alt.Tooltip("ndcg@10:Q", format=".4f"), alt.Tooltip("ndcg@10_low:Q", format=".4f", title="95 % from"),
+               alt.Tooltip("ndcg@10_high:Q", format=".4f", title="to"),
+               alt.Tooltip(f"{x}:Q", format=".1%" if share else ".2f", title=x.removesuffix("@10").replace("_", " ")),
+               alt.Tooltip(f"{x}_low:Q", format=".1%" if share else ".2f", title="95 % from "),
+               alt.Tooltip(f"{x}_high:Q", format=".1%" if share else ".2f", title="to ")]
+    colour = _model_colour(points["model"])
+    snapshots = points[points["kind"] == "snapshot"]
+    path = alt.Chart(snapshots).mark_line(color=ACCENT, strokeDash=[4, 3], opacity=0.6, point=False).encode(
+        x=x_axis, y=y_axis, order="epoch:Q")
+    dots = alt.Chart(points).mark_point(filled=True, size=90, opacity=1).encode(
+        x=x_axis, y=y_axis, color=colour, tooltip=tooltip,
+        shape=alt.Shape("kind:N", title=None, scale=alt.Scale(domain=["model", "baseline", "snapshot"],
+                                                               range=["circle", "square", "triangle-up"])))
+    labels = alt.Chart(points).mark_text(align="left", dx=7, dy=-7, fontSize=11, color="#1F1D2B").encode(
+        x=x_axis, y=y_axis, text="label:N")
+    vertical = alt.Chart(points).mark_rule(opacity=0.5).encode(x=x_axis, y="ndcg@10_low:Q", y2="ndcg@10_high:Q",
+                                                                 color=colour)
+    horizontal = alt.Chart(points).mark_rule(opacity=0.5).encode(x=f"{x}_low:Q", x2=f"{x}_high:Q", y=y_axis,
+                                                                   color=colour)
+    return (path + vertical + horizontal + dots + labels).properties(height=380)
 
 
 EMBEDDING_POINTS = 100_000  # the most the embedding map draws (WebGL keeps this many responsive)
@@ -447,8 +502,9 @@ def run_comparison(runs: list) -> tuple[pd.DataFrame, pd.DataFrame]:
             "run": name, "state": run.state(), "epochs": len(metrics),
             # from the validations themselves: a run stopped before its first has none (not -1)
             "best valid NDCG@10": max((m["valid_ndcg@10"] for m in metrics if "valid_ndcg@10" in m), default=None),
-            **{label: test.get(key) for label, key in (("NDCG@10", "ndcg@10"), ("HR@10", "hr@10"), ("MRR", "mrr"),
-                                                       ("sampled NDCG@10", "sampled_ndcg@10"))},
+            **{label: with_interval(test.get(key), test.get("ci95", {}).get(key))
+               for label, key in (("NDCG@10", "ndcg@10"), ("HR@10", "hr@10"), ("MRR", "mrr"),
+                                  ("sampled NDCG@10", "sampled_ndcg@10"))},
             "loss": train.get("loss"),
             # one column for the shape, so that the table fits the page's width
             "model": (f"{model.get('num_blocks')}×{model.get('num_heads')}, d {model.get('hidden')}, "
@@ -640,8 +696,9 @@ def report_sections(*, model_name: str, history_length: int, result, explanation
         who = f"each of {metrics['users']:,} test users" if metrics.get("users") else "each test user"
         sections.append(Section("How good the model is", [
             f"The true next item of {who}, ranked against every item "
-            "(already-watched items excluded), for SASRec and two baselines: the most popular items, and a Markov "
-            "chain of item-to-item transitions. Higher is better."], full.rename_axis("model").reset_index()))
+            "(already-watched items excluded), for SASRec and the baselines: the most popular items, a Markov "
+            "chain of item-to-item transitions and, where the catalog allows, EASE, a linear item-item model. "
+            "Higher is better."], full.rename_axis("model").reset_index()))
     else:
         sections.append(Section("How good the model is", ["This run has no test metrics yet: they are written "
                                                           "once training has ended."]))
