@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import analysis, rundir
+from . import analysis, insights, rundir
 from .evaluate import evaluate
 from .files import atomic_write
 
@@ -34,6 +34,7 @@ def write_evaluation(run_dir, model, dataset, device="cpu", on_progress=None) ->
     for name, table in tables.items():
         atomic_write(run_dir / FOLDER / f"{name}.parquet", lambda tmp, t=table: t.to_parquet(tmp, index=False))
     rundir.write_json(run_dir / "test_metrics.json", report.metrics)
+    insights.write_insights(run_dir, model, dataset)  # head importance, example customers, attribution agreement
     return report.metrics
 
 
