@@ -58,7 +58,7 @@ with looks:
                "effect: the probability the prediction loses when the item is removed (grey: it gains), and the "
                "gradient: each item's share of the integrated gradients of the prediction's score.")
     widgets.chart(charts.focus_and_effect_bars(analysis.prediction_focus(result.history, result.attention),
-                                               explanation.effects, result.history, focus),
+                                               explanation.effects, result.history, focus, panel_width=75),
                   "att_bars", "prediction_focus",
                   on_select=lambda: state.focus_from_selection("att_bars", "item", "position"))
     st.caption(f":material/info: {charts.why_sentence(explanation.target, explanation.effects)} "

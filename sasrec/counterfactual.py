@@ -71,8 +71,8 @@ class Counterfactual:
     goal: str  # "flip" or "bring"
     found: bool  # False: the closest history after MAX_EDITS edits, which does not reach the goal
     edits: pd.DataFrame  # kind, position (1-based, in the original history), item_id, title, replacement_id, replacement_title
-    original: pd.DataFrame  # position, item_id, title, category, change: the history, each edited item marked
-    edited: pd.DataFrame  # the same for the edited history
+    original: pd.DataFrame  # position, item_id, title, category, change ("removed", "replaced", "moved" or "")
+    edited: pd.DataFrame  # the same for the edited history; change "new" (a replacement), "moved" or ""
     edited_ids: list[str]  # the whole edited history, as original ids, oldest first
     before: dict  # flip: the top item (item_id, title, probability); bring: the chosen item, with its rank
     after: dict  # the same for the edited history
@@ -219,20 +219,12 @@ def _result(recommender, goal, item, exclude_history, start, found, reached, bef
 
     def original_change(position):
         edit = by_position.get(position)
-        if edit is None:
-            return ""
-        if edit.kind == "replace":
-            return f"replaced by {catalog.at[edit.replacement, 'title']}"
-        return "removed" if edit.kind == "remove" else "moved to the end"
+        return "" if edit is None else {"remove": "removed", "replace": "replaced", "move": "moved"}[edit.kind]
 
     original = recommender.describe(np.array(start.items))
     original["change"] = [original_change(p) for p in range(len(start.items))]
-    replaced = {e.replacement: e for e in found.edits if e.kind == "replace"}
     edited = recommender.describe(np.array(found.items))
-    edited["change"] = [f"replaces {catalog.at[replaced[i].item, 'title']} (position {replaced[i].position + 1})"
-                        if origin < 0 else
-                        f"moved from position {origin + 1}" if by_position.get(origin) is not None else ""
-                        for i, origin in zip(found.items, found.origin)]
+    edited["change"] = ["new" if origin < 0 else "moved" if origin in by_position else "" for origin in found.origin]
     after = _outcome(recommender, found, goal, item, exclude_history)
     return Counterfactual(goal, bool(reached), edits, original, edited,
                           [str(i) for i in catalog.loc[list(found.items), "item_id"]], before, after, scored, steps,

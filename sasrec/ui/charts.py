@@ -535,7 +535,8 @@ def head_importance_chart(importance: dict) -> alt.LayerChart:
         x=alt.X("off:N", sort=list(table.columns), title="switched off", axis=alt.Axis(labelAngle=0, orient="top")),
         y=alt.Y("layer:N", sort=list(table.index), title=None))
     cells = base.mark_rect(stroke="white").encode(
-        color=alt.Color("relative:Q", title="NDCG@10 lost", legend=alt.Legend(format=".0%"),
+        # no legend: each cell says its value
+        color=alt.Color("relative:Q", legend=None,
                         scale=alt.Scale(scheme="purpleorange", reverse=True, domain=[-limit, limit])),
         tooltip=["layer:N", alt.Tooltip("off:N", title="switched off"),
                  alt.Tooltip("ndcg:Q", format=".4f", title="NDCG@10 without it"),
@@ -544,7 +545,8 @@ def head_importance_chart(importance: dict) -> alt.LayerChart:
     text = base.mark_text(fontSize=12).encode(
         text=alt.Text("relative:Q", format="+.1%"),
         color=alt.condition(f"abs(datum.relative) > {limit * 0.6}", alt.value("white"), alt.value("#1F1D2B")))
-    return (cells + text).properties(width=90 * len(table.columns), height=38 * len(table))
+    # Sizes per cell: Streamlit draws a small layered chart of fixed height at a fraction of it.
+    return (cells + text).properties(width=alt.Step(110), height=alt.Step(44))
 
 
 def counterfactual_sentence(found, k: int) -> str:

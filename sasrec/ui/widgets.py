@@ -377,14 +377,15 @@ def why_prediction(model, history: list[str], result, exclude: bool, key: str, f
     st.markdown(charts.why_sentence(explanation.target, explanation.effects))
     if gradients:
         views = analysis.prediction_focus(result.history, result.attention)
-        last_layer = views[views["view"] == f"Layer {result.attention.shape[0]}"]
+        last_layer = views[views["view"] == f"Layer {result.attention.shape[0]}"].assign(view="Attention, last layer")
         why = charts.focus_and_effect_bars(last_layer, explanation.effects, result.history, focus, panel_width=120)
     else:
         why = charts.why_chart(explanation.effects, focus)
     chart(why, f"{key}_chart", "why", on_select=lambda: state.focus_history_item(f"{key}_chart", first, fragment))
     st.caption(f"Each bar: the probability **{charts.short(explanation.target['title'], 40)}** loses when that item is "
-               f"removed (grey: it gains). All {len(explanation.effects)} removals in one batch, "
-               f"{explanation.seconds * 1000:.0f} ms. Click a bar to select its item in the history.")
+               f"removed (grey: it gains). All {len(explanation.effects)} removals in one batch"
+               f"{', the gradients in another' if gradients else ''}, {explanation.seconds * 1000:.0f} ms. Click a bar "
+               "to select its item in the history.")
     if gradients:
         st.caption(charts.gradient_sentence(explanation.target, explanation.effects))
     return explanation
@@ -439,8 +440,8 @@ def counterfactual_section(run: rundir.Run, model, history: list[str], k: int, e
                     lambda row: ["background-color: #FFF3C4" if row["change"] else ""] * len(row), axis=1),
                     hide_index=True, key=key_, height=min(400, 38 + 35 * len(table)),
                     column_config={"position": st.column_config.NumberColumn("#", width=30),
-                                   "title": st.column_config.TextColumn("Title", width=150),
-                                   "change": st.column_config.TextColumn("Changed", width=150)})
+                                   "title": st.column_config.TextColumn("Title", width=170),
+                                   "change": st.column_config.TextColumn("Edit", width=70)})
         st.button("Load the edited history", key=f"{key}_load", icon=":material/input:",
                   on_click=state.set_history, args=(found.edited_ids,),
                   help="Make the edited history the Playground's (Undo brings this one back)")
