@@ -62,7 +62,7 @@ def history_editor(history: list[str]) -> None:
                     st.button("Random user", key="pg_random_user", icon=":material/casino:",
                               on_click=lambda: state.start_from_user(dataset, state.random_user(dataset)))
                     widgets.user_search(run, dataset, "pg_user_search", on_pick=pick)
-    widgets.example_customers(run, "pg_examples")
+    widgets.example_customers(run, "pg_examples", on_pick=then_show(state.start_example_customer))
 
     user = state.playground_user()
     if user:
@@ -156,7 +156,8 @@ def explain_and_report(model, history, result, exclude, which, second, k, off):
     with st.container(key="pg_why_section"):
         explanation = widgets.why_prediction(model, history, result, exclude, "pg_why", MAIN)
     with st.container(key="pg_counterfactual_section"):
-        found = widgets.counterfactual_section(run, model, history, k, exclude, (which, tuple(off)), "pg_cf")
+        found = widgets.counterfactual_section(run, model, history, k, exclude, (which, tuple(off)), "pg_cf",
+                                              MAIN)
     widgets.report_download(run, which, history, result, explanation, second, "pg_report", model=model,
                             exclude=exclude, heads_off=off, found=found, k=k)
 

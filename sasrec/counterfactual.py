@@ -33,7 +33,7 @@ from .explain import MAX_SCORES, nearest_items
 from .readers import DataError
 
 NEIGHBOURS = 3  # replacements tried for each item
-BEAM = 3
+BEAM = 2  # 3 found the same answers for 25 random 50-item histories of the demo model, in 1.6x the time
 MAX_EDITS = 4
 
 

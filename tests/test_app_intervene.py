@@ -101,7 +101,7 @@ def test_the_smallest_change_that_flips_the_top_prediction_loads_into_the_histor
 
 def test_bringing_an_item_into_the_top_k_from_the_playground(workspace, monkeypatch):
     at = playground(workspace, monkeypatch)
-    at.segmented_control(key="pg_cf_goal").set_value("bring").run()
+    at.selectbox(key="pg_cf_goal").set_value("bring").run()
     picker = at.selectbox(key="pg_cf_target")
     outside = Recommender.from_run(run_dir(workspace)).recommend(example_history(workspace), k=12).items
     assert picker.options[0] == outside["title"][10], "the items just outside the top k first"

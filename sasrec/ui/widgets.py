@@ -392,16 +392,18 @@ def why_prediction(model, history: list[str], result, exclude: bool, key: str, f
 
 
 def counterfactual_section(run: rundir.Run, model, history: list[str], k: int, exclude: bool, context: tuple,
-                           key: str) -> object:
+                           key: str, fragment: str) -> object:
     """"What would change it?": the fewest edits that put another item first, or that bring a chosen
     item into the top k (counterfactual.search, on a click), the history and its edited version side
-    by side, and a button that loads the edited one. context: what else the result depends on (the
-    checkpoint, the heads off). Returns the counterfactual.Counterfactual shown, or None."""
+    by side, and a button that loads the edited one (rerunning `fragment`, which shows the history).
+    context: what else the result depends on (the checkpoint, the heads off). Returns the
+    counterfactual.Counterfactual shown, or None."""
     st.markdown("**What would change it?**")
     with st.container(horizontal=True, vertical_alignment="bottom"):
-        goal = st.segmented_control("Find the fewest edits that", ["flip", "bring"], default="flip", required=True,
-                                    format_func={"flip": "put another item first",
-                                                 "bring": f"bring an item into the top {k}"}.get, key=f"{key}_goal")
+        # a select box, not a segmented control: the history's chips are the page's only radio buttons
+        goal = st.selectbox("Find the fewest edits that", ["flip", "bring"], key=f"{key}_goal", width=250,
+                            format_func={"flip": "put another item first",
+                                         "bring": f"bring an item into the top {k}"}.get)
         target = None
         if goal == "bring":
             query = st.text_input("Item", key=f"{key}_query", type="search", width=170,
@@ -432,7 +434,8 @@ def counterfactual_section(run: rundir.Run, model, history: list[str], k: int, e
     found = kept[1]
     st.markdown(charts.counterfactual_sentence(found, k))
     if len(found.edits):
-        for column, label, table, key_ in zip(st.columns(2), ("As it is", "Edited"), (found.original, found.edited),
+        columns = st.container(key=f"{key}_histories").columns(2)
+        for column, label, table, key_ in zip(columns, ("As it is", "Edited"), (found.original, found.edited),
                                               (f"{key}_original", f"{key}_edited")):
             with column:
                 st.markdown(f"**{label}**")
@@ -442,8 +445,11 @@ def counterfactual_section(run: rundir.Run, model, history: list[str], k: int, e
                     column_config={"position": st.column_config.NumberColumn("#", width=30),
                                    "title": st.column_config.TextColumn("Title", width=170),
                                    "change": st.column_config.TextColumn("Edit", width=70)})
-        st.button("Load the edited history", key=f"{key}_load", icon=":material/input:",
-                  on_click=state.set_history, args=(found.edited_ids,),
+        def load() -> None:
+            state.set_history(found.edited_ids)
+            st.rerun(fragment)  # the history is shown outside this fragment
+
+        st.button("Load the edited history", key=f"{key}_load", icon=":material/input:", on_click=load,
                   help="Make the edited history the Playground's (Undo brings this one back)")
     st.caption(f"{found.candidates:,} edited histories scored in {found.seconds:.2f} s.")
     return found
@@ -569,9 +575,9 @@ def agreement_section(run: rundir.Run, dataset) -> None:
         three_way = charts.three_way_table(agreement)
         if three_way is not None:
             st.markdown("**Attention, removal and gradient: how often two name the same item**")
-            left, right = st.columns([1.2, 1], gap="large")
+            left, right = st.container(key="att_three_way").columns([1.2, 1], gap="large")
             with left:
-                st.dataframe(three_way.map(lambda share: f"{share:.0%}"), key="att_three_way")
+                st.dataframe(three_way.map(lambda share: f"{share:.0%}"), key="att_three_way_table")
             right.caption(f"For each history, each method names the item the top prediction rests on most: the largest "
                           f"last-layer attention, the largest removal effect, the largest integrated gradient. All three "
                           f"agree for **{agreement['agreement']['all']:.0%}** of the users; an item drawn at random would "
@@ -607,9 +613,10 @@ ICONS = {"typical": ":material/person:", "loyal": ":material/favorite:", "explor
          "short": ":material/fiber_new:", "beats_markov": ":material/trending_up:"}
 
 
-def example_customers(run: rundir.Run, key: str) -> None:
+def example_customers(run: rundir.Run, key: str, on_pick) -> None:
     """One-click starts from the run's example customers (insights.example_customers), each with its
-    line on why it is worth showing (on hover, and under the history once picked)."""
+    line on why it is worth showing (on hover, and under the history once picked); picking one
+    calls on_pick(example)."""
     if run.state() == rundir.RUNNING:
         return  # they are picked when the run finishes
 
@@ -621,7 +628,7 @@ def example_customers(run: rundir.Run, key: str) -> None:
             st.caption("Example customers", width="content")
             for example in found["examples"]:
                 st.button(example["label"], key=f"{key}_{example['kind']}", icon=ICONS.get(example["kind"]),
-                          help=example["why"], on_click=state.start_example_customer, args=(example,))
+                          help=example["why"], on_click=on_pick, args=(example,))
 
     when_ready(key, lambda: caches.run_insights(run), "Picking example customers from the data…", show)
 
