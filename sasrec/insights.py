@@ -16,12 +16,12 @@ import pandas as pd
 import torch
 
 from . import analysis, explain, rundir, sequences
-from .evaluate import rank_metrics, rank_targets, users_per_batch, validation_users
+from .evaluate import rank_metrics, rank_targets, sequences_positions, users_per_batch, validation_users
 
 FILE = "insights.json"
 HEAD_IMPORTANCE_USERS = 1_000  # a fixed sample of validation users, the same for every mask
 AGREEMENT_USERS = 300
-EXAMPLE_USERS = 20_000  # users the examples are drawn from, a fixed sample of a bigger log
+EXAMPLE_USERS = 5_000  # users the examples are drawn from (all but the Markov one), a fixed sample of a bigger log
 LONG_ENOUGH = 5  # history items an example needs to show a pattern (all but the short one)
 SHORT = 3  # the short history's items
 
@@ -152,20 +152,22 @@ def example_customers(model, dataset, per_user: pd.DataFrame | None, seed: int =
         """'23 items', or 'last 50 items' when the history is longer than what the model reads."""
         return f"{read[row]} items" if read[row] == lengths[row] else f"last {read[row]} items"
 
+    # the items each of these users' windows holds, flat, with the window they belong to
+    positions = sequences_positions(window_starts[long_enough], split.ends[long_enough])
+    window_of = np.repeat(np.arange(len(long_enough)), read[long_enough])
     if names and len(long_enough):
-        counts = np.stack([np.bincount(code[dataset.items[s:e]] + 1, minlength=len(names) + 1)[1:]
-                           for s, e in zip(window_starts[long_enough], split.ends[long_enough])])
+        codes = code[dataset.items[positions]]
+        counts = np.zeros((len(long_enough), len(names)), dtype=np.int64)
+        np.add.at(counts, (window_of[codes >= 0], codes[codes >= 0]), 1)
         size = counts.sum(1)
         share = counts.max(1) / np.maximum(size, 1)
-        rows = long_enough[size >= LONG_ENOUGH]
-        if len(rows):
-            keep = size >= LONG_ENOUGH
-            row = best(rows, -share[keep], -size[keep])
-            if row is not None:
-                at = np.searchsorted(long_enough, row)
-                how_many = "All" if counts[at].max() == read[row] else f"{counts[at].max()} of the"
-                add("loyal", "Loyal fan", row, f"{how_many} {items_read(row)} are {names[counts[at].argmax()]}: "
-                                               "the model should stay in that category.")
+        keep = size >= LONG_ENOUGH
+        row = best(long_enough[keep], -share[keep], -size[keep]) if keep.any() else None
+        if row is not None:
+            at = np.searchsorted(long_enough, row)
+            how_many = "All" if counts[at].max() == read[row] else f"{counts[at].max()} of the"
+            add("loyal", "Loyal fan", row, f"{how_many} {items_read(row)} are {names[counts[at].argmax()]}: "
+                                           "the model should stay in that category.")
         distinct = (counts > 0).sum(1)
         shares = counts / np.maximum(size, 1)[:, None]
         entropy = -(shares * np.log(np.where(shares > 0, shares, 1))).sum(1)
@@ -175,8 +177,9 @@ def example_customers(model, dataset, per_user: pd.DataFrame | None, seed: int =
             add("explorer", "Explorer", row, f"{distinct[at]} categories in {items_read(row)}: no single taste to follow.")
     elif len(long_enough):
         table = torch.nn.functional.normalize(model.item_embedding.weight.detach(), dim=1).numpy()
-        spread = np.array([1 - np.linalg.norm(table[dataset.items[s:e]].mean(0))
-                           for s, e in zip(window_starts[long_enough], split.ends[long_enough])])
+        first_of_window = np.r_[0, np.cumsum(read[long_enough])[:-1]]
+        centres = np.add.reduceat(table[dataset.items[positions]], first_of_window) / read[long_enough][:, None]
+        spread = 1 - np.linalg.norm(centres, axis=1)  # 0: every item the same direction
         row = best(long_enough, -spread)
         if row is not None:
             add("explorer", "Explorer", row, f"Their {items_read(row)} lie further apart in the model's item space than "

@@ -557,8 +557,8 @@ def counterfactual_sentence(found, k: int) -> str:
         if not found.found:
             return (f"No change of up to {found.steps} edits found puts another item before **{before['title']}**; "
                     f"the closest ({what}) still puts **{after['title']}** first.")
-        return (f"{what[0].upper()}{what[1:]}: **{after['title']}** comes first ({after['probability']:.0%}) instead "
-                f"of **{before['title']}** ({before['probability']:.0%}).")
+        return (f"{what[0].upper()}{what[1:]}: **{after['title']}** comes first ({percent(after['probability'])}) "
+                f"instead of **{before['title']}** ({percent(before['probability'])}).")
     if not len(found.edits):
         return f"**{before['title']}** is already at rank {before['rank']}, in the top {k}."
     if not found.found:

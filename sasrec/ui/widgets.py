@@ -647,7 +647,8 @@ def head_importance_section(run: rundir.Run) -> None:
         st.caption(f"Validation NDCG@10 of {importance['users']:,} sampled users is {importance['ndcg@10']:.4f} with "
                    "every head on. Each cell: the share of it lost when that head, or the whole layer, is switched off "
                    "(negative: the model does better without it). Try it on one history on the Playground.")
-        chart(charts.head_importance_chart(importance), "att_head_importance", "head_importance")
+        with st.container(key="att_head_importance"):
+            chart(charts.head_importance_chart(importance), "att_head_importance_chart", "head_importance")
 
     when_ready("att_head_importance_section", lambda: caches.run_insights(run),
                "Scoring the validation users with each head switched off; the chart appears here when that is done.",
