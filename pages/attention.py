@@ -91,8 +91,11 @@ st.header("Across many users")
 st.subheader("Which heads matter?")
 widgets.head_importance_section(run)
 if dataset is None:
-    st.caption("These averages need the data the run was trained on.")
+    st.caption("The other averages need the data the run was trained on.")
 else:
+    st.subheader("Does attention point to the item that matters?")
+    widgets.agreement_section(run, dataset)
+
     def show_aggregates(found) -> None:
         by_distance, categories, num_users = found
         st.caption(f"Averaged over the validation histories of {num_users} sampled users.")
@@ -113,6 +116,3 @@ else:
     widgets.when_ready("att_aggregates", lambda: caches.attention_aggregates(run, dataset),
                        "Averaging attention over 500 sampled validation users; the charts appear here when that is "
                        "done.", show_aggregates)
-
-    st.subheader("Does attention point to the item that matters?")
-    widgets.agreement_section(run, dataset)
