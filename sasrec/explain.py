@@ -27,7 +27,7 @@ MAX_SCORES = 1 << 24  # scores held at once by the aggregate (64 MB of floats), 
 # Points on the path of integrated gradients (Gauss-Legendre). The integrand jumps wherever a ReLU
 # of the feed-forward layers switches, so the sum converges only about as 1/steps: on the demo
 # model 64 points put the attributions' sum within 0.5 % of the score difference for most
-# histories, 32 within about 1 % (tests/test_explain.py checks completeness).
+# histories, 32 within about 1 % (tests/test_intervene.py checks completeness).
 GRADIENT_STEPS = 64
 
 
@@ -96,7 +96,7 @@ def integrated_gradients(model, windows: torch.Tensor, goals: torch.Tensor, step
         if threading.get_ident() != owner:  # the app's sessions share a model: leave their forward passes alone
             return None
         path["items"], path["embedding"] = inputs[0], output.detach()
-        path["point"] = (output.detach() * alphas.repeat(B)[:, None, None]).requires_grad_()
+        path["point"] = (output.detach() * alphas.repeat(B).to(output)[:, None, None]).requires_grad_()
         return path["point"]
 
     hook = model.item_embedding.register_forward_hook(along_the_path)
@@ -108,13 +108,13 @@ def integrated_gradients(model, windows: torch.Tensor, goals: torch.Tensor, step
             gradients, = torch.autograd.grad(scores.sum(), path["point"])
     finally:
         hook.remove()
-    average = (node_weights[None, :, None, None] * gradients.view(B, A, T, -1)[:, 1:-1]).sum(1)  # (B, T, d)
+    average = (node_weights.to(gradients)[None, :, None, None] * gradients.view(B, A, T, -1)[:, 1:-1]).sum(1)  # (B, T, d)
     in_model_order = (path["embedding"].view(B, A, T, -1)[:, -1] * average).sum(-1)  # (B, T)
     # The model may reorder a row's positions (it rolls the padding to the end) but keeps its items
     # in order, so the k-th item it embedded is the k-th item of the row.
     attributions = torch.zeros(B, T)
-    attributions[windows != 0] = in_model_order[path["items"].view(B, A, T)[:, -1] != 0]
-    scores = scores.detach().view(B, A)
+    attributions[windows.cpu() != 0] = in_model_order[path["items"].view(B, A, T)[:, -1] != 0].cpu()
+    scores = scores.detach().view(B, A).cpu()
     return attributions.numpy(), scores[:, -1].numpy(), scores[:, 0].numpy()
 
 
@@ -139,7 +139,7 @@ def removal_effects(recommender, history, target: str | None = None, exclude_his
     in a second pass: replacement_item_id,
     replacement_title, replacement_probability_change, replacement_rank_change. With
     `gradients`, each item's integrated gradient of the target's score (`gradient`, see
-    integrated_gradients) and the score of the baseline in the target (`baseline_score`).
+    integrated_gradients), and in `target` the baseline's score (`baseline_score`).
     """
     started = time.perf_counter()
     model, maxlen = recommender.model, recommender.maxlen

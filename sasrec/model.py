@@ -81,7 +81,7 @@ class CausalSelfAttention(nn.Module):
             weights = None
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         if head_mask is not None:  # (B, H, T, hs): a masked head's output is zero before the heads are mixed
-            y = y * head_mask.to(y.dtype)[:, None, None]
+            y = y * head_mask.to(y)[:, None, None]  # on y's device, in its dtype
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.out(y), weights if need_weights else None
 

@@ -16,7 +16,7 @@ import streamlit as st
 from .. import analysis, explain, insights, rundir, synthetic
 from ..dataset import Dataset, Preprocessing, build_dataset
 from ..inference import Recommender, load_run_dataset
-from ..readers import Columns, RawLog, read_catalog, read_log
+from ..readers import Columns, DataError, RawLog, read_catalog, read_log
 from ..report import FOLDER, evaluate_run, read_evaluation
 from ..search import SubstringIndex
 from . import charts
@@ -271,8 +271,6 @@ def _stored_insights(run_dir: str, mtime: float) -> dict | None:
 def _compute_insights(run_dir: str) -> dict:
     """insights.json for a run that ended before it existed: written into the run (kept in memory
     only where the run cannot be written to), or {"error": message} when its data cannot be read."""
-    from ..readers import DataError
-
     try:
         dataset = load_run_dataset(run_dir)
         model = Recommender.from_run(run_dir).model
@@ -292,11 +290,14 @@ def _insights_future(run_dir: str, versions: tuple) -> Future:
 
 def run_insights(run: rundir.Run) -> dict | None:
     """What the run computed about itself when it finished (insights.py): head importance,
-    example customers, attribution agreement. A finished or stopped run from before that file
-    existed computes it once, in the background. None while that runs, and while the run
-    trains (insights come at its end); {"error": message} when they cannot be computed."""
+    example customers, attribution agreement. A run that ended before that file existed (or
+    without writing it: stopped, failed) computes it once, in the background, from its best
+    weights. None while that runs, and while the run trains (they come at its end); {"error":
+    message} when they cannot be computed."""
+    if run.state() == rundir.RUNNING:
+        return None
     stored = _stored_insights(str(run.path), _mtime(run.path / insights.FILE))
-    if stored is not None or run.state() not in (rundir.FINISHED, rundir.STOPPED):
-        return stored if run.state() != rundir.RUNNING else None
+    if stored is not None:
+        return stored
     future = _insights_future(str(run.path), _versions(run))
     return future.result() if future.done() else None
