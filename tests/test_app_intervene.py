@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sasrec import counterfactual, export, insights
+from sasrec import counterfactual, export, insights, rundir
 from sasrec.explain import removal_effects
 from sasrec.inference import Recommender
 from sasrec.ui import charts
@@ -179,6 +179,19 @@ def test_a_run_whose_data_has_gone_says_why_it_has_no_example_customers(workspac
         at.run()
     message = next(c.value for c in at.caption if "No example customers" in c.value)
     assert "no longer there" in message and "/" not in message, "readable, with no server path"
+
+
+def test_a_stopped_run_computes_no_insights_until_it_finishes(workspace, monkeypatch, tmp_path_factory):
+    stopped = tmp_path_factory.mktemp("stopped")
+    shutil.copytree(workspace, stopped, dirs_exist_ok=True)
+    run = stopped / "runs" / "tiny"
+    (run / insights.FILE).unlink()
+    rundir.StatusWriter(run).write(rundir.STOPPED, "stopped by request")  # it may yet be resumed
+    at = open_page(make_app(stopped, monkeypatch, history=json.dumps(example_history(workspace))), "playground")
+    assert any("No example customers: they are computed when the run finishes" in c.value for c in at.caption)
+    open_page(at, "attention")
+    assert any("No head importance: they are computed when the run finishes" in c.value for c in at.caption)
+    assert not (run / insights.FILE).exists(), "nothing computed for weights that may still change"
 
 
 # The report

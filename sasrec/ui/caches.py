@@ -269,8 +269,9 @@ def _stored_insights(run_dir: str, mtime: float) -> dict | None:
 
 
 def _compute_insights(run_dir: str) -> dict:
-    """insights.json for a run that ended before it existed: written into the run (kept in memory
-    only where the run cannot be written to), or {"error": message} when its data cannot be read."""
+    """insights.json for a finished run from before it existed: written into the run (kept in
+    memory only where the run cannot be written to), or {"unavailable": why} when its data
+    cannot be read."""
     try:
         dataset = load_run_dataset(run_dir)
         model = Recommender.from_run(run_dir).model
@@ -280,7 +281,7 @@ def _compute_insights(run_dir: str) -> dict:
             per_user = (read_evaluation(run_dir) or {}).get("per_user")
             return insights.compute(model, dataset, per_user)
     except (DataError, rundir.RunError, OSError) as err:
-        return {"error": str(err)}
+        return {"unavailable": str(err)}
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -290,13 +291,14 @@ def _insights_future(run_dir: str, versions: tuple) -> Future:
 
 def run_insights(run: rundir.Run) -> dict | None:
     """What the run computed about itself when it finished (insights.py): head importance,
-    example customers, attribution agreement. A run that ended before that file existed (or
-    without writing it: stopped, failed) computes it once, in the background, from its best
-    weights. None while that runs, and while the run trains (they come at its end); {"error":
-    message} when they cannot be computed."""
-    if run.state() == rundir.RUNNING:
-        return None
+    example customers, attribution agreement. A finished run from before that file existed
+    computes it once, in the background: None until that is done. A run that has not finished
+    (it trains, or it was stopped or failed: it may yet be resumed) has none: {"unavailable":
+    why}, as when its data cannot be read."""
     stored = _stored_insights(str(run.path), _mtime(run.path / insights.FILE))
+    if run.state() != rundir.FINISHED:
+        return stored if stored is not None and run.state() != rundir.RUNNING else {
+            "unavailable": "they are computed when the run finishes."}
     if stored is not None:
         return stored
     future = _insights_future(str(run.path), _versions(run))

@@ -617,12 +617,9 @@ def example_customers(run: rundir.Run, key: str, on_pick) -> None:
     """One-click starts from the run's example customers (insights.example_customers), each with its
     line on why it is worth showing (on hover, and under the history once picked); picking one
     calls on_pick(example)."""
-    if run.state() == rundir.RUNNING:
-        return  # they are picked when the run finishes
-
     def show(found: dict) -> None:
-        if "error" in found:
-            st.caption(f"No example customers: {readable(found['error'])}")
+        if "unavailable" in found:
+            st.caption(f"No example customers: {readable(found['unavailable'])}")
             return
         with st.container(horizontal=True, vertical_alignment="center"):
             st.caption("Example customers", width="content")
@@ -635,13 +632,9 @@ def example_customers(run: rundir.Run, key: str, on_pick) -> None:
 
 def head_importance_section(run: rundir.Run) -> None:
     """The drop in validation NDCG@10 with each head, and each layer, switched off (stored by the run)."""
-    if run.state() == rundir.RUNNING:
-        st.caption("Head importance is measured once the run has finished.")
-        return
-
     def show(found: dict) -> None:
-        if "error" in found:
-            st.caption(f"Head importance is unavailable: {readable(found['error'])}")
+        if "unavailable" in found:
+            st.caption(f"No head importance: {readable(found['unavailable'])}")
             return
         importance = found["head_importance"]
         st.caption(f"Validation NDCG@10 of {importance['users']:,} sampled users is {importance['ndcg@10']:.4f} with "
