@@ -48,10 +48,43 @@ def main():
         wait_for_app(tab)
         tab.get_by_text("Predicted in").wait_for()
         shoot(tab, "playground", args.out, args.full_page)
+        take_apart(tab, args.out)
         for page in ("Attention", "Evaluate", "Data", "Train"):
             tab.get_by_test_id("stSidebarNav").get_by_role("link", name=page).click()
             wait_for_app(tab)
             shoot(tab, page.lower(), args.out, args.full_page)
+            if page == "Attention":
+                across_users(tab, args.out)
+
+
+def take_apart(tab, out: Path) -> None:
+    """The Playground with a head switched off, the gradients beside the removal effects, and the
+    smallest change that puts another item first; then every head on again."""
+    tab.set_viewport_size({"width": 1440, "height": 1900})
+    tab.locator(".st-key-pg_heads_1 button").filter(has_text="H2").click()
+    wait_for_app(tab)
+    tab.locator(".st-key-pg_why_gradients label").click()
+    wait_for_app(tab)
+    tab.locator(".st-key-pg_cf_search button").click()
+    wait_for_app(tab)
+    tab.get_by_text("instead of").wait_for()
+    tab.get_by_text("Example customers").evaluate("caption => caption.scrollIntoView()")
+    tab.get_by_test_id("stMain").evaluate("main => main.scrollBy(0, -40)")
+    shoot(tab, "playground-take-apart", out)
+    tab.locator(".st-key-pg_heads_reset button").first.click()
+    wait_for_app(tab)
+    tab.locator(".st-key-pg_why_gradients label").click()
+    wait_for_app(tab)
+    tab.set_viewport_size(VIEWPORT)
+
+
+def across_users(tab, out: Path) -> None:
+    """The Attention page's head importance and its three-way agreement of attention, removal and gradient."""
+    tab.set_viewport_size({"width": 1440, "height": 1150})
+    tab.get_by_text("All three agree", exact=False).wait_for()
+    tab.get_by_role("heading", name="Which heads matter?").evaluate("heading => heading.scrollIntoView()")
+    shoot(tab, "attention-across-users", out)
+    tab.set_viewport_size(VIEWPORT)
 
 
 def shoot_run(browser, url: str, run: str, out: Path, full_page: bool) -> None:

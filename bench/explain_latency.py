@@ -10,12 +10,20 @@ Times, on one torch thread as in the app (app.py):
   every removal in one batched forward pass; the target is <= 100 ms;
 - removal_and_replacement: the same with the optional replacement of each item by its most
   similar other item (a second pass);
+- removal_and_gradients: the same with the integrated gradients of the target's score
+  (explain.GRADIENT_STEPS points in one batch), as the Playground's "Gradients" switch shows them;
+- counterfactual_flip: counterfactual.search for the fewest edits that put another item first,
+  and counterfactual_bring for those that bring the item at rank 2k into the top k; the
+  target is <= 1 s each (found or not: a search that finds nothing runs all its steps);
 - recommend: Recommender.recommend alone, for scale;
 - side_by_side: what the Playground adds for a second model: the second model's top-k and the
   table of both (charts.side_by_side); the second model is the demo's first snapshot if it
   has one, else its last checkpoint;
 - agreement: explain.agreement_over_validation over --agreement-users validation users, the
-  Attention page's aggregate (computed once per weights, then cached).
+  Attention page's aggregate with the three-way comparison of attention, removal and
+  gradients (computed once per run, when it finishes: insights.py);
+- insights: everything insights.compute stores in a finished run (head importance, example
+  customers, the agreement), once.
 
 Each history is a new draw of catalog items. Prints one JSON line: medians and 90th
 percentiles over --repeat runs after --warmup untimed ones, and the machine (bench.machine).
@@ -33,7 +41,7 @@ import numpy as np
 import torch
 
 from bench.machine import machine_info
-from sasrec import explain, rundir
+from sasrec import counterfactual, explain, insights, report, rundir
 from sasrec.inference import Recommender, load_run_dataset
 from sasrec.ui import charts
 from sasrec.workspace import DEMO_RUN
@@ -90,6 +98,21 @@ def main():
     side_seconds = [side_by_side(h) for h in histories][args.warmup:]
     explained = explain.removal_effects(first, histories[-1])
     assert len(explained.effects) == min(args.history, first.maxlen)
+    searches = {"flip": [], "bring": []}  # (result, CPU seconds)
+    for history in histories:
+        target = first.recommend(history, k=2 * args.k).items["item_id"].iloc[-1]
+        for goal in searches:
+            started = time.process_time()
+            found = counterfactual.search(first, history, goal, target=target if goal == "bring" else None, k=args.k)
+            searches[goal].append((found, time.process_time() - started))
+
+    def search_summary(searched: list) -> dict:
+        found, cpu = zip(*searched[args.warmup:])
+        return percentiles([f.seconds for f in found]) | {
+            "max_ms": round(max(f.seconds for f in found) * 1000, 2), "cpu_median_ms": round(statistics.median(cpu) * 1000, 2),
+            "cpu_max_ms": round(max(cpu) * 1000, 2), "target_ms": 1000, "found": sum(f.found for f in found),
+            "median_edits": statistics.median(len(f.edits) for f in found),
+            "median_histories_scored": statistics.median(f.candidates for f in found)}
 
     dataset = load_run_dataset(args.run)
     agreement_seconds, agreement = [], None
@@ -98,6 +121,10 @@ def main():
         agreement = explain.agreement_over_validation(first.model, dataset, args.agreement_users)
         agreement_seconds.append(time.perf_counter() - started)
 
+    started = time.perf_counter()
+    insights.compute(first.model, dataset, report.read_evaluation(args.run)["per_user"])
+    insights_seconds = time.perf_counter() - started
+
     print(json.dumps({
         "machine": machine_info(),
         "model": first.model.config.to_dict(), "run": args.run.name, "snapshots": snapshots,
@@ -105,9 +132,15 @@ def main():
         "removal": timed(lambda h: explain.removal_effects(first, h), histories, args.warmup) | {"target_ms": 100},
         "removal_and_replacement": timed(lambda h: explain.removal_effects(first, h, replace=True), histories,
                                          args.warmup),
+        "removal_and_gradients": timed(lambda h: explain.removal_effects(first, h, gradients=True), histories,
+                                       args.warmup) | {"steps": explain.GRADIENT_STEPS},
+        "counterfactual_flip": search_summary(searches["flip"]),
+        "counterfactual_bring": search_summary(searches["bring"]) | {"from_rank": 2 * args.k},
         "recommend": timed(lambda h: first.recommend(h, k=args.k), histories, args.warmup),
         "side_by_side": percentiles(side_seconds) | {"second_model": f"{args.run.name} at {second_checkpoint}"},
-        "agreement": percentiles(agreement_seconds) | {"users": agreement["users"], "rates": agreement["rates"]},
+        "agreement": percentiles(agreement_seconds) | {"users": agreement["users"], "rates": agreement["rates"],
+                                                       "three_way": agreement["agreement"]},
+        "insights_s": round(insights_seconds, 2),
     }))
 
 

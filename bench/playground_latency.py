@@ -7,11 +7,14 @@ Builds an untrained SASRec with the default architecture over a synthetic catalo
 memory (no data files), then times what the page does after each edit: the top-k with
 the attention weights (Recommender.recommend), the rank moves since the previous edit and
 the table shown (state.what_if's comparison and charts.prediction_table). Every timed edit
-appends one item to a 200-item history, so each run is a new input. Also times the
-type-ahead search over a catalog of --search-items items. Prints one JSON line with
-medians and 90th percentiles over --repeat edits, after --warmup untimed ones, and the
-machine's load average. Torch uses one thread, as in the app (app.py), unless --threads
-says otherwise.
+appends one item to a 200-item history, so each run is a new input. The same edits are
+timed with one attention head switched off (--heads-off, the Playground's head switches),
+alone and with what else the Playground computes on every edit, "why this prediction?"
+(explain.removal_effects) and its chart; these report the process's CPU time too, the
+figure the Playground's budget of 60 ms per edit is about. Also times the type-ahead search
+over a catalog of --search-items items. Prints one JSON line with medians and 90th
+percentiles over --repeat edits, after --warmup untimed ones, and the machine's load
+average. Torch uses one thread, as in the app (app.py), unless --threads says otherwise.
 """
 
 import argparse
@@ -27,6 +30,7 @@ import pandas as pd
 import torch
 
 from bench.machine import machine_info
+from sasrec.explain import removal_effects
 from sasrec.inference import Recommender
 from sasrec.model import SASRec, SASRecConfig
 from sasrec.search import SubstringIndex
@@ -50,9 +54,28 @@ def catalog(num_items: int, rng) -> pd.DataFrame:
                         index=pd.RangeIndex(1, num_items + 1, name="item"))
 
 
-def percentiles(seconds: list[float]) -> dict:
+def percentiles(seconds: list[float], prefix: str = "") -> dict:
     ms = sorted(s * 1000 for s in seconds)
-    return {"median_ms": round(statistics.median(ms), 2), "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 2)}
+    return {f"{prefix}median_ms": round(statistics.median(ms), 2), f"{prefix}p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 2)}
+
+
+def timed_edits(recommender, history: list[str], ids, rng, args, explain: bool) -> dict:
+    """Median wall and CPU time of the Playground's work per edit (see the module's docstring)."""
+    shown, wall, cpu = None, [], []
+    for edit in range(args.warmup + args.repeat):
+        history = history[1:] + [str(rng.choice(ids))]
+        started, started_cpu = time.perf_counter(), time.process_time()
+        result = recommender.recommend(history, k=args.k)
+        table = charts.prediction_table(result.items, shown, target=history[0])
+        if explain:
+            explanation = removal_effects(recommender, history)
+            charts.why_chart(explanation.effects, None).to_dict()
+        if edit >= args.warmup:
+            wall.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - started_cpu)
+        shown = list(result.items["item_id"])
+    assert "change" in table and len(table) == args.k
+    return percentiles(wall) | percentiles(cpu, "cpu_") | {"runs": args.repeat}
 
 
 def main():
@@ -64,6 +87,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the app uses 1)")
     parser.add_argument("--search-items", type=int, default=1_000_000, help="catalog size for the search timing")
+    parser.add_argument("--heads-off", default="1,1", help="the head switched off, as layer,head (1-based)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -72,17 +96,11 @@ def main():
     recommender = Recommender(SASRec(SASRecConfig(num_items=args.items, maxlen=200)), catalog(args.items, rng))
     ids = recommender.catalog["item_id"].to_numpy()
     history = list(rng.choice(ids, args.history))
-    shown, seconds = None, []
-    for edit in range(args.warmup + args.repeat):
-        history = history[1:] + [str(rng.choice(ids))]
-        started = time.perf_counter()
-        result = recommender.recommend(history, k=args.k)
-        table = charts.prediction_table(result.items, shown, target=history[0])
-        elapsed = time.perf_counter() - started
-        shown = list(result.items["item_id"])
-        if edit >= args.warmup:
-            seconds.append(elapsed)
-    assert "change" in table and len(table) == args.k
+    layer, head = (int(n) - 1 for n in args.heads_off.split(","))
+    masked = recommender.without_heads([(layer, head)])
+    edits = timed_edits(recommender, history, ids, rng, args, explain=False)
+    masked_edits = timed_edits(masked, history, ids, rng, args, explain=False)
+    masked_edits_why = timed_edits(masked, history, ids, rng, args, explain=True)
 
     titles = catalog(args.search_items, rng)
     started = time.perf_counter()
@@ -105,7 +123,10 @@ def main():
         "model": recommender.model.config.to_dict() | {"num_items": args.items},
         "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
         "torch": torch.__version__,
-        "edit_to_predictions": percentiles(seconds) | {"runs": args.repeat},
+        "edit_to_predictions": edits,
+        "heads_off": [[layer + 1, head + 1]],
+        "edit_to_predictions_heads_off": masked_edits,
+        "edit_to_predictions_and_why_heads_off": masked_edits_why | {"target_cpu_ms": 60},
         "search": percentiles(search_seconds) | {"max_ms": round(max(search_seconds) * 1000, 2),
                                                  "catalog_items": args.search_items, "runs": len(search_seconds),
                                                  "index_build_s": round(build_seconds, 2)},

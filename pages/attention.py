@@ -39,7 +39,7 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
                           key=f"att_shown_{longest}")
     try:
         result = recommender.recommend(items[-shown:], k=10)
-        explanation = removal_effects(recommender, items[-shown:])
+        explanation = removal_effects(recommender, items[-shown:], gradients=True)
     except widgets.USER_ERRORS as err:
         widgets.error(err)
         st.stop()
@@ -54,17 +54,19 @@ looks, overview = st.columns([1.4, 1], gap="large")
 with looks:
     st.subheader("What the prediction looks at")
     st.caption("The last position's attention in each layer (heads averaged), the rollout: how much of each "
-               "item reaches the prediction through all layers and the residual connections, and the removal "
-               "effect: the probability the prediction loses when the item is removed (grey: it gains).")
-    st.altair_chart(charts.focus_and_effect_bars(analysis.prediction_focus(result.history, result.attention),
-                                                 explanation.effects, result.history, focus),
-                    key="att_bars", on_select=lambda: state.focus_from_selection("att_bars", "item", "position"))
+               "item reaches the prediction through all layers and the residual connections, the removal "
+               "effect: the probability the prediction loses when the item is removed (grey: it gains), and the "
+               "gradient: each item's share of the integrated gradients of the prediction's score.")
+    widgets.chart(charts.focus_and_effect_bars(analysis.prediction_focus(result.history, result.attention),
+                                               explanation.effects, result.history, focus, panel_width=75),
+                  "att_bars", "prediction_focus",
+                  on_select=lambda: state.focus_from_selection("att_bars", "item", "position"))
     st.caption(f":material/info: {charts.why_sentence(explanation.target, explanation.effects)} "
-               f"{charts.DISAGREE_NOTE}")
+               f"{charts.gradient_sentence(explanation.target, explanation.effects)} {charts.DISAGREE_NOTE}")
 with overview:
     st.subheader("Model view")
     st.caption("Every layer and head at a glance.")
-    st.altair_chart(charts.model_view(table, focus), key="att_model_view")
+    widgets.chart(charts.model_view(table, focus), "att_model_view", "model_view")
 
 if second_model is not None:
     widgets.attention_side_by_side(widgets.model_label(run, which), result, explanation, second_model, items[-shown:],
@@ -74,10 +76,9 @@ if second_model is not None:
 for layer in range(1, result.attention.shape[0] + 1):
     key = f"att_heatmap_{layer}"
     heatmap = charts.attention_heatmap(table[table["layer"] == layer], result.history, focus)
-    with st.container(horizontal=True, vertical_alignment="center"):
-        st.subheader(f"Layer {layer}")
-        widgets.svg_download(heatmap, f"attention_layer_{layer}.svg", key=f"att_svg_{layer}")
-    st.altair_chart(heatmap, key=key, on_select=lambda key=key: state.focus_from_selection(key, "cell", "key"))
+    st.subheader(f"Layer {layer}")
+    widgets.chart(heatmap, key, f"attention_layer_{layer}",
+                  on_select=lambda key=key: state.focus_from_selection(key, "cell", "key"))
 
 with st.expander("Weights shown, as a table"):
     st.dataframe(table, hide_index=True, key="att_weights", column_config={
@@ -85,12 +86,16 @@ with st.expander("Weights shown, as a table"):
 widgets.effects_table(recommender, items[-shown:], "att_effects")
 st.download_button("Download the weights (CSV)", table.to_csv(index=False), "attention_weights.csv", "text/csv",
                    key="att_csv", icon=":material/download:", on_click="ignore")
-st.caption("Each chart's toolbar (on hover) saves it as PNG.")
 
 st.header("Across many users")
+st.subheader("Which heads matter?")
+widgets.head_importance_section(run)
 if dataset is None:
-    st.caption("These averages need the data the run was trained on.")
+    st.caption("The other averages need the data the run was trained on.")
 else:
+    st.subheader("Does attention point to the item that matters?")
+    widgets.agreement_section(run, dataset)
+
     def show_aggregates(found) -> None:
         by_distance, categories, num_users = found
         st.caption(f"Averaged over the validation histories of {num_users} sampled users.")
@@ -99,18 +104,15 @@ else:
             st.subheader("Recent or old items?")
             st.caption("Mean attention by how far back the attended item is (the paper's Figure 4). Early positions "
                        "see few items, so even an even spread decays; above the dashed line, the model prefers them.")
-            st.altair_chart(charts.distance_chart(by_distance), key="att_distance")
+            widgets.chart(charts.distance_chart(by_distance), "att_distance", "attention_by_distance")
         with category_column:
             st.subheader("Which categories attend to which")
             if categories is None:
                 st.caption("The catalog has no categories.")
             else:
                 st.caption("Share of each category's attention that goes to each category (the paper's Figure 5).")
-                st.altair_chart(charts.category_heatmap(categories), key="att_categories")
+                widgets.chart(charts.category_heatmap(categories), "att_categories", "category_attention")
 
     widgets.when_ready("att_aggregates", lambda: caches.attention_aggregates(run, dataset),
                        "Averaging attention over 500 sampled validation users; the charts appear here when that is "
                        "done.", show_aggregates)
-
-    st.subheader("Does attention point to the item that matters?")
-    widgets.agreement_section(run, dataset)

@@ -62,11 +62,14 @@ def history_editor(history: list[str]) -> None:
                     st.button("Random user", key="pg_random_user", icon=":material/casino:",
                               on_click=lambda: state.start_from_user(dataset, state.random_user(dataset)))
                     widgets.user_search(run, dataset, "pg_user_search", on_pick=pick)
+    widgets.example_customers(run, "pg_examples", on_pick=then_show(state.start_example_customer))
 
     user = state.playground_user()
     if user:
         st.caption(f"Dataset user **{user['id']}**: their history without the last item, which is held out as "
                    f"the true next item and marked in the predictions when it appears.")
+        if user.get("why"):
+            st.caption(f":material/lightbulb: {user['why']}")
     if len(history) > recommender.maxlen:
         st.caption(f":material/info: The model looks at the last {recommender.maxlen} of these {len(history)} items.")
 
@@ -112,6 +115,8 @@ def predictions():
         second_model = widgets.second_model_picker("pg_compare")
     which = widgets.epoch_slider(run, "pg_epoch")
     model = widgets.model_at(run, which)
+    off = widgets.head_switches(model.model.config, "pg_heads")
+    model = model.without_heads(off)
     if not history:
         st.info("Add an item to see what the model predicts next.", icon=":material/playlist_add:")
         return
@@ -124,12 +129,14 @@ def predictions():
     if second_model is not None:  # two models side by side: they replace the single table
         second = widgets.side_by_side(widgets.model_label(run, which), result, second_model, history, k, exclude)
         if second is not None:
-            explain_and_report(model, history, result, exclude, which, second)
+            explain_and_report(model, history, result, exclude, which, second, k, off)
             return
-    before = state.what_if(run, (k, exclude, which), list(result.items["item_id"]))
+    before = state.what_if(run, (k, exclude, which, tuple(off)), list(result.items["item_id"]))
     target = (state.playground_user() or {}).get("target")
     widgets.show_predictions(charts.prediction_table(result.items, before, target))
     notes = [f"Predicted in {result.seconds * 1000:.1f} ms on the server"]
+    if off:
+        notes.append(f"{len(off)} head{'s' * (len(off) > 1)} switched off")
     if before is not None:
         notes.append("▲ ▼ rank moves since the last edit")
     if target is not None:
@@ -141,14 +148,18 @@ def predictions():
         notes.append(f"weights after epoch {epochs}, refreshed while it trains" if epochs else
                      "weights from the first epoch, refreshed while it trains")
     st.caption(" · ".join(notes))
-    explain_and_report(model, history, result, exclude, which, None)
+    explain_and_report(model, history, result, exclude, which, None, k, off)
 
 
-def explain_and_report(model, history, result, exclude, which, second):
-    """Why the selected prediction (removal effects), and the report to hand out."""
+def explain_and_report(model, history, result, exclude, which, second, k, off):
+    """Why the selected prediction (removal effects, gradients), what would change it, and the report to hand out."""
     with st.container(key="pg_why_section"):
         explanation = widgets.why_prediction(model, history, result, exclude, "pg_why", MAIN)
-        widgets.report_download(run, which, history, result, explanation, second, "pg_report")
+    with st.container(key="pg_counterfactual_section"):
+        found = widgets.counterfactual_section(run, model, history, k, exclude, (which, tuple(off)), "pg_cf",
+                                              MAIN)
+    widgets.report_download(run, which, history, result, explanation, second, "pg_report", model=model,
+                            exclude=exclude, heads_off=off, found=found, k=k)
 
 
 @st.fragment(key=MAIN)

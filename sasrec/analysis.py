@@ -123,6 +123,17 @@ def attention_by_distance(model, dataset, users) -> pd.DataFrame:
     })
 
 
+def category_codes(dataset) -> tuple[np.ndarray, list[str]]:
+    """(each item's category as a number, indexed by internal id, -1 for none; the category names, sorted)."""
+    code = np.full(dataset.num_items + 1, -1)
+    if "category" not in dataset.catalog:
+        return code, []
+    categories = dataset.catalog["category"].astype("string")
+    names = sorted(categories.dropna().unique())
+    code[categories.index.to_numpy()] = pd.Categorical(categories, categories=names).codes
+    return code, names
+
+
 def category_attention(model, dataset, users) -> pd.DataFrame:
     """Mean attention from items of one category to earlier items of another, heads and
     layers averaged, each row normalised to sum to 1 (the paper's Figure 5).
@@ -132,10 +143,7 @@ def category_attention(model, dataset, users) -> pd.DataFrame:
     category of the attending item, columns = category of the attended item, over the
     categories that occur as both. Items without a category are left out.
     """
-    categories = dataset.catalog["category"].astype("string")
-    names = sorted(categories.dropna().unique())
-    code = np.full(dataset.num_items + 1, -1)
-    code[categories.index.to_numpy()] = pd.Categorical(categories, categories=names).codes
+    code, names = category_codes(dataset)
     matrix = np.zeros((len(names), len(names)))
     for histories, attention in _validation_attention(model, dataset, users):
         weights = attention.mean((1, 2))  # (b, T, T)

@@ -79,8 +79,9 @@ def estimate(dataset, config: RunConfig, steps: int = STEPS, warmup: int = WARMU
 
     validation_seconds = seconds_per_user * len(split)
     epoch_seconds = seconds_per_step * trainer.steps_per_epoch + validation_seconds / train.eval_every
-    test_seconds = seconds_per_user * ranked_users(len(holdout(dataset, "test")), train.epochs) + fit_seconds(
-        dataset.num_items)
+    test_users = len(holdout(dataset, "test"))
+    test_seconds = (seconds_per_user * ranked_users(test_users, train.epochs, resolved.model)
+                    + fit_seconds(dataset.num_items))
     total_seconds = epoch_seconds * train.epochs + test_seconds
     epochs = train.epochs
     if train.time_budget:  # what the budget buys: the epochs that fit with the final evaluation

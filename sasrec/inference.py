@@ -1,5 +1,6 @@
 """Serving a trained run: top-k next items, with attention, for a history of original ids."""
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,37 @@ class Recommendation:
     history: pd.DataFrame  # position, item_id, title, category: what the model saw, oldest first
     attention: np.ndarray  # (layers, heads, T, T) over `history`
     seconds: float  # model time, from ids in to table out
+
+
+class HeadMasked(torch.nn.Module):
+    """A SASRec with some attention heads switched off: the same weights, with `head_mask`
+    (layers, heads; 0 = off) applied on every forward pass, so that anything that takes a
+    model (explain.py, counterfactual.py) sees the masked one."""
+
+    def __init__(self, model: SASRec, head_mask: torch.Tensor):
+        super().__init__()
+        self.model, self.head_mask = model, head_mask
+        self.config, self.item_embedding = model.config, model.item_embedding
+
+    def forward(self, items, need_weights=False):
+        return self.model(items, need_weights, self.head_mask)
+
+    def last_hidden(self, items, need_weights=False):
+        return self.model.last_hidden(items, need_weights, self.head_mask)
+
+    def score_items(self, hidden):
+        return self.model.score_items(hidden)
+
+
+def head_mask(config: SASRecConfig, off) -> torch.Tensor:
+    """The (layers, heads) mask with the heads `off` ((layer, head) pairs, 0-based) at 0 and the rest at 1."""
+    mask = torch.ones(config.num_blocks, config.num_heads)
+    for layer, head in off:
+        if not (0 <= layer < config.num_blocks and 0 <= head < config.num_heads):
+            raise DataError(f"no head {head + 1} in layer {layer + 1}: the model has {config.num_blocks} layers "
+                            f"of {config.num_heads} heads")
+        mask[layer, head] = 0.0
+    return mask
 
 
 class Recommender:
@@ -48,6 +80,16 @@ class Recommender:
     @property
     def maxlen(self) -> int:
         return self.model.config.maxlen
+
+    def without_heads(self, off) -> "Recommender":
+        """This recommender with the attention heads `off` ((layer, head) pairs, 0-based) switched
+        off; itself when there are none. The weights and the catalog are shared, not copied."""
+        off = list(off)
+        if not off:
+            return self
+        masked = copy.copy(self)
+        masked.model = HeadMasked(self.model, head_mask(self.model.config, off))
+        return masked
 
     def unknown(self, item_ids) -> list[str]:
         """Those of item_ids that are not in this model's catalog (a history kept from another run)."""

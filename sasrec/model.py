@@ -59,8 +59,9 @@ class CausalSelfAttention(nn.Module):
         self.key_value = nn.Linear(config.hidden, 2 * config.hidden)
         self.out = nn.Linear(config.hidden, config.hidden)
 
-    def forward(self, x_query, x_key, need_weights=False):
-        """Causal attention: position t looks at positions 0..t. x_query, x_key: (B, T, C)."""
+    def forward(self, x_query, x_key, need_weights=False, head_mask=None):
+        """Causal attention: position t looks at positions 0..t. x_query, x_key: (B, T, C).
+        head_mask: (H,) or None; a head whose entry is 0 contributes nothing to the output."""
         B, T, C = x_query.shape
         H = self.num_heads
         q = self.query(x_query).view(B, T, H, C // H).transpose(1, 2)  # (B, H, T, hs)
@@ -81,6 +82,8 @@ class CausalSelfAttention(nn.Module):
         else:
             weights = None
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if head_mask is not None:  # (B, H, T, hs): a masked head's output is zero before the heads are mixed
+            y = y * head_mask.to(y)[:, None, None]  # on y's device, in its dtype
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.out(y), weights if need_weights else None
 
@@ -131,16 +134,16 @@ class Block(nn.Module):
         self.ln_ffn = nn.LayerNorm(config.hidden)
         self.ffn = FeedForward(config)
 
-    def forward(self, x, need_weights=False):
+    def forward(self, x, need_weights=False, head_mask=None):
         if self.norm == "paper":
             query = self.ln_attention(x)
-            attended, weights = self.attention(query, x, need_weights)
+            attended, weights = self.attention(query, x, need_weights, head_mask)
             x = query + attended
             x = self.ln_ffn(x)
             x = x + self.ffn(x)
         else:
             h = self.ln_attention(x)
-            attended, weights = self.attention(h, h, need_weights)
+            attended, weights = self.attention(h, h, need_weights, head_mask)
             x = x + attended
             x = x + self.ffn(self.ln_ffn(x))
         return x, weights
@@ -161,8 +164,9 @@ class SASRec(nn.Module):
             with torch.no_grad():
                 table.weight[0].zero_()
 
-    def forward(self, items, need_weights=False):
-        """items: (B, T) left-padded item ids.
+    def forward(self, items, need_weights=False, head_mask=None):
+        """items: (B, T) left-padded item ids. head_mask: (layers, heads) or None; the heads whose
+        entry is 0 are switched off (their output is zeroed), and 1 leaves a head as it is.
 
         Returns the hidden state at every position, (B, T, d), and, when need_weights is set,
         the attention weights of every layer and head, (B, layers, heads, T, T), with the
@@ -184,8 +188,8 @@ class SASRec(nn.Module):
         x = self.dropout(x)
 
         layer_weights = []
-        for block in self.blocks:
-            x, weights = block(x, need_weights)
+        for layer, block in enumerate(self.blocks):
+            x, weights = block(x, need_weights, None if head_mask is None else head_mask[layer])
             layer_weights.append(weights)
         hidden = self.ln_final(x)
 
@@ -203,7 +207,7 @@ class SASRec(nn.Module):
         """Scores of every item id (column 0 is padding) for hidden states (..., d)."""
         return hidden @ self.item_embedding.weight.T
 
-    def last_hidden(self, items, need_weights=False):
+    def last_hidden(self, items, need_weights=False, head_mask=None):
         """Hidden state at the most recent position, the one that predicts the next item."""
-        hidden, attention = self(items, need_weights)
+        hidden, attention = self(items, need_weights, head_mask)
         return hidden[:, -1], attention

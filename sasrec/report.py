@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import analysis, beyond, breakdowns, ease, rundir, sequences, stats
+from . import analysis, beyond, breakdowns, ease, insights, rundir, sequences, stats
 from .evaluate import (
     BASELINES,
     KS,
@@ -52,11 +52,13 @@ SNAPSHOT_USERS = 5_000  # test users a snapshot is evaluated on (a fixed sample;
 TEST_MODELS = 4  # the test ranks every item for SASRec, most popular, Markov and EASE
 
 
-def ranked_users(test_users: int, epochs: int) -> int:
-    """Users write_evaluation ranks every item for, after `epochs` epochs: the test's for each model
-    and the snapshots' samples. Times the seconds a validated user takes, its expected time."""
+def ranked_users(test_users: int, epochs: int, model) -> int:
+    """Users write_evaluation ranks every item for, after `epochs` epochs of `model` (a ModelConfig): the
+    test's for each model, the snapshots' samples and the head-importance masks' (insights.py). Times the
+    seconds a validated user takes, its expected time."""
     snapshots = sum(rundir.is_snapshot_epoch(epoch) for epoch in range(1, epochs + 1))
-    return test_users * TEST_MODELS + snapshots * min(test_users, SNAPSHOT_USERS)
+    return (test_users * TEST_MODELS + snapshots * min(test_users, SNAPSHOT_USERS)
+            + insights.ranked_users(model))
 
 
 def fit_seconds(num_items: int) -> float:
@@ -81,7 +83,11 @@ def write_evaluation(run_dir, model, dataset, device="cpu", on_progress=None) ->
     snapshots = snapshot_points(run_dir, model, dataset, device, beyond.item_popularity(dataset, "test"), say)
     seconds = {"ranking": report.seconds, "snapshots": round(time.perf_counter() - moment, 2)}
     metrics = write_report(run_dir, report, dataset, model, snapshots, say, seconds)
-    metrics["seconds"]["total"] = round(time.perf_counter() - started, 2)
+    say("head importance, example customers and the attributions' agreement")
+    moment = time.perf_counter()
+    insights.write_insights(run_dir, model, dataset)
+    metrics["seconds"] |= {"insights": round(time.perf_counter() - moment, 2),
+                           "total": round(time.perf_counter() - started, 2)}
     rundir.write_json(Path(run_dir) / "test_metrics.json", metrics)
     return metrics
 

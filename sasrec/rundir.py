@@ -13,6 +13,7 @@
     items.parquet        internal id -> original id, title, category
     test_metrics.json    test-split report, written once training has ended
     evaluation/          everything the Evaluate page shows, written once at the end (report.py)
+    insights.json        head importance, example customers, attribution agreement, at the end (insights.py)
     train.log            the process's output, when the app started it
     STOP                 created by anyone who wants the run to end
 
@@ -40,7 +41,7 @@ QUEUED = "queued"  # waiting for a training slot: nothing runs for it yet
 QUEUE_FILE = "queued.json"
 CHECKPOINT = "checkpoint.safetensors"
 OUTPUTS = ("STOP", "best.safetensors", "last.safetensors", CHECKPOINT, "metrics.jsonl", "progress.json",
-           "test_metrics.json")
+           "test_metrics.json", "insights.json")
 SNAPSHOTS = "snapshots"
 # The most disk one run's snapshots take (the demo model's are 0.75 MB each); an epoch whose
 # snapshot would pass it keeps none, so a big model keeps its earliest epochs only.

@@ -179,7 +179,7 @@ class Trainer:
         share = defaults.validation_share(config.model, self.train_config, dataset.num_items, self.positions_per_epoch,
                                           len(self.validation_split), np.diff(dataset.offsets))
         self.pace = Pace(self.steps_per_epoch, self.train_config.eval_every, share, len(self.validation_split),
-                         ranked_users(len(holdout(dataset, "test")), self.train_config.epochs),
+                         ranked_users(len(holdout(dataset, "test")), self.train_config.epochs, config.model),
                          fit_seconds(dataset.num_items))
         if resume:  # the pace it trained at, so that a resumed run plans at once (more time: a later end)
             self.pace.seconds_per_step = next((m["epoch_seconds"] / self.steps_per_epoch for m in reversed(self.history)

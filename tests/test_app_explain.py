@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 
-from sasrec import export, rundir
+from sasrec import explain, export, rundir
 from sasrec.explain import removal_effects
 from sasrec.inference import Recommender
 from sasrec.ui import charts
@@ -194,18 +194,18 @@ def test_the_attention_page_puts_the_removal_effect_beside_attention(workspace, 
     at = open_page(make_app(workspace, monkeypatch, history=json.dumps(history_of(workspace))), "attention")
     bars = next(c for c in at.main.get("vega_lite_chart") if c.key == "att_bars")
     spec = json.loads(bars.proto.spec)
-    assert spec["facet"]["column"]["sort"] == ["Layer 1", "Layer 2", "Rollout", charts.EFFECT_VIEW], "one panel each"
+    assert spec["facet"]["column"]["sort"] == ["Layer 1", "Layer 2", "Rollout", charts.EFFECT_VIEW,
+                                               charts.GRADIENT_VIEW], "one panel each"
     assert any("can disagree" in c.value for c in at.caption)
     deadline = time.time() + 60
-    while len(at.metric) < 4:  # the agreement over validation users is computed in the background
+    while len(at.metric) < 5:  # a run without stored insights computes the agreement in the background
         assert any("Removing each item of 300" in c.value for c in at.caption), "it says what it is doing meanwhile"
         assert time.time() < deadline, "the agreement never came"
         time.sleep(0.2)
         at.run()
     labels = [m.label for m in at.metric]
-    assert labels[-4:] == list(charts.agreement_table({"rates": dict.fromkeys(
-        ["last_layer", "rollout", "most_recent", "chance"], 0)})["signal"])
-    assert all(m.value.endswith("%") for m in at.metric[-4:])
+    assert labels[-5:] == list(charts.agreement_table({"rates": dict.fromkeys(explain.SIGNALS, 0)})["signal"])
+    assert all(m.value.endswith("%") for m in at.metric[-5:])
 
     at.session_state["att_effects"] = True  # open the table of removal and replacement effects
     at.run()

@@ -249,7 +249,7 @@ def test_attention_shows_each_layer_and_rows_sum_to_one(workspace, monkeypatch):
     assert [key for key in chart_keys(at) if key and key.startswith("att_heatmap")] == heatmaps
     assert [h.value for h in at.subheader if h.value.startswith("Layer ")] == [f"Layer {i + 1}" for i in range(layers)]
     wait_for_aggregates(at)
-    assert len(chart_keys(at)) == layers + 4, "bars, model view, distance and category charts too"
+    assert len(chart_keys(at)) == layers + 5, "bars, model view, head importance, distance and category charts too"
     weights = tables(at, "weight")[0]
     assert set(weights["query"]) == set(range(1, 7)) and (weights["key"] <= weights["query"]).all()
     sums = weights.groupby(["layer", "head", "query"])["weight"].sum()

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from .. import analysis, explain, rundir, synthetic
+from .. import analysis, explain, insights, rundir, synthetic
 from ..dataset import Dataset, Preprocessing, build_dataset
 from ..inference import Recommender, load_run_dataset
-from ..readers import Columns, RawLog, read_catalog, read_log
+from ..readers import Columns, DataError, RawLog, read_catalog, read_log
 from ..report import FOLDER, compare_runs, evaluate_run, is_current, read_evaluation
 from ..search import SubstringIndex
 from . import charts
@@ -273,8 +273,54 @@ def _agreement(run_dir: str, versions: tuple, num_users: int, _model, _dataset) 
     return _BACKGROUND.submit(explain.agreement_over_validation, _model, _dataset, num_users)
 
 
-def attention_agreement(run: rundir.Run, dataset, num_users: int = 300) -> dict | None:
-    """explain.attention_effect_agreement over validation users, for the run's current weights:
-    computed once per weights in the background, like attention_aggregates; None until it is ready."""
+def attention_agreement(run: rundir.Run, dataset, num_users: int = insights.AGREEMENT_USERS) -> dict | None:
+    """explain.attention_effect_agreement over validation users: what the run stored when it
+    finished, else (a run that trains, or one from before insights.json) computed for its
+    current weights once in the background, like attention_aggregates; None until it is ready."""
+    stored = _stored_insights(str(run.path), _mtime(run.path / insights.FILE))
+    if stored is not None and run.state() != rundir.RUNNING:
+        return stored["agreement"]
     future = _agreement(str(run.path), _versions(run), num_users, recommender(run).model, dataset)
+    return future.result() if future.done() else None
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _stored_insights(run_dir: str, mtime: float) -> dict | None:
+    return insights.read_insights(run_dir) if mtime else None
+
+
+def _compute_insights(run_dir: str) -> dict:
+    """insights.json for a finished run from before it existed: written into the run (kept in
+    memory only where the run cannot be written to), or {"unavailable": why} when its data
+    cannot be read."""
+    try:
+        dataset = load_run_dataset(run_dir)
+        model = Recommender.from_run(run_dir).model
+        try:
+            return insights.write_insights(run_dir, model, dataset)
+        except OSError:
+            per_user = (read_evaluation(run_dir) or {}).get("per_user")
+            return insights.compute(model, dataset, per_user)
+    except (DataError, rundir.RunError, OSError) as err:
+        return {"unavailable": str(err)}
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _insights_future(run_dir: str, versions: tuple) -> Future:
+    return _BACKGROUND.submit(_compute_insights, run_dir)
+
+
+def run_insights(run: rundir.Run) -> dict | None:
+    """What the run computed about itself when it finished (insights.py): head importance,
+    example customers, attribution agreement. A finished run from before that file existed
+    computes it once, in the background: None until that is done. A run that has not finished
+    (it trains, or it was stopped or failed: it may yet be resumed) has none: {"unavailable":
+    why}, as when its data cannot be read."""
+    stored = _stored_insights(str(run.path), _mtime(run.path / insights.FILE))
+    if run.state() != rundir.FINISHED:
+        return stored if stored is not None and run.state() != rundir.RUNNING else {
+            "unavailable": "they are computed when the run finishes."}
+    if stored is not None:
+        return stored
+    future = _insights_future(str(run.path), _versions(run))
     return future.result() if future.done() else None

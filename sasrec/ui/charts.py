@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from ..analysis import attention_table, prediction_focus
 from ..evaluate import METRICS, evaluated_models, metrics_table
-from ..explain import SIGNALS
+from ..explain import GRADIENT_STEPS, METHODS, SIGNALS
 from ..export import Section
 from ..inference import rank_changes
 from ..rundir import INTERRUPTED
@@ -525,6 +525,7 @@ def curves_chart(curves: pd.DataFrame) -> alt.FacetChart:
 # Why this prediction: removal effects, a second model, snapshots, and the report to hand out
 
 EFFECT_VIEW = "Removal effect"
+GRADIENT_VIEW = "Gradient (IG)"
 DISAGREE_NOTE = ("Attention says where the prediction looks; the removal effect says what an item changes. They can "
                  "disagree: an item looked at can change little (another item carries the same signal), and an item "
                  "barely looked at can matter (through the residual path or an earlier layer). Trust the effect for "
@@ -554,11 +555,19 @@ def why_chart(effects: pd.DataFrame, focus: int | None) -> alt.Chart:
 
 def focus_and_effect_bars(focus_table: pd.DataFrame, effects: pd.DataFrame, shown: pd.DataFrame,
                           focus: int | None, panel_width: int = 95) -> alt.FacetChart:
-    """The last position's attention per layer, the rollout and the removal effect, side by side on
-    the same item axis. Bars are selectable (selection "item", field position)."""
-    attention = focus_table.rename(columns={"weight": "value"})
-    effect = effects[["position", "item_id", "title"]].assign(view=EFFECT_VIEW, value=-effects["probability_change"])
-    data, labels = _labelled(pd.concat([attention, effect], ignore_index=True), shown, "position")
+    """The last position's attention (the views of analysis.prediction_focus given: layers, rollout),
+    the removal effect and, where `effects` has them, the integrated gradients, side by side on the
+    same item axis. A gradient bar is the item's share of all the attribution (its attribution over
+    the sum of their sizes), so that every panel reads in percent. Bars are selectable (selection
+    "item", field position)."""
+    attention = focus_table.rename(columns={"weight": "value"}).assign(measure="attention weight")
+    panels = [attention, effects[["position", "item_id", "title"]].assign(
+        view=EFFECT_VIEW, value=-effects["probability_change"], measure="probability lost without it")]
+    if "gradient" in effects:
+        total = max(float(effects["gradient"].abs().sum()), 1e-12)
+        panels.append(effects[["position", "item_id", "title"]].assign(
+            view=GRADIENT_VIEW, value=effects["gradient"] / total, measure="share of the attribution (IG)"))
+    data, labels = _labelled(pd.concat(panels, ignore_index=True), shown, "position")
     views = list(dict.fromkeys(data["view"]))
     return alt.Chart(data).mark_bar().encode(
         y=alt.Y("position_label:O", sort=labels, title=None, axis=alt.Axis(labelLimit=160, labelOverlap=False)),
@@ -566,11 +575,20 @@ def focus_and_effect_bars(focus_table: pd.DataFrame, effects: pd.DataFrame, show
         color=alt.when(_in_focus(focus, "position")).then(alt.value(HIGHLIGHT)).when("datum.value < 0").then(
             alt.value("#9AA0A6")).otherwise(alt.value(ACCENT)),
         tooltip=[alt.Tooltip("title:N"), alt.Tooltip("position:Q"), alt.Tooltip("view:N"),
-                 alt.Tooltip("value:Q", format=".1%", title="weight, or probability lost without it")],
+                 alt.Tooltip("value:Q", format=".1%"), alt.Tooltip("measure:N")],
     ).properties(width=panel_width, height=max(120, 17 * len(shown))).add_params(
         alt.selection_point(name="item", fields=["position"])
     ).facet(column=alt.Column("view:N", sort=views, title=None, header=alt.Header(labelFontSize=13)),
             spacing=12).resolve_scale(x="independent")
+
+
+def gradient_sentence(target: dict, effects: pd.DataFrame) -> str:
+    """How the integrated gradients add up: completeness, checked in the open."""
+    total, rise = effects["gradient"].sum(), target["score"] - target["baseline_score"]
+    strongest = effects.loc[effects["gradient"].idxmax()]
+    return (f"Gradient: integrated gradients of {target['title']}'s score along the path from the padding embedding "
+            f"to each item's ({GRADIENT_STEPS} steps in one batch). They add up to {total:+.2f}; the score is {rise:+.2f} "
+            f"above that baseline. The largest, {strongest['gradient']:+.2f}, is {strongest['title']}'s.")
 
 
 def why_sentence(target: dict, effects: pd.DataFrame) -> str:
@@ -589,8 +607,88 @@ def why_sentence(target: dict, effects: pd.DataFrame) -> str:
 
 def agreement_table(agreement: dict) -> pd.DataFrame:
     """explain.attention_effect_agreement as rows: what points to an item, and how often it is the item that matters most."""
-    return pd.DataFrame({"signal": [SIGNALS[name] for name in SIGNALS],
-                         "agreement": [agreement["rates"][name] for name in SIGNALS]})
+    names = [name for name in SIGNALS if name in agreement["rates"]]  # a run from before the gradient has no rate for it
+    return pd.DataFrame({"signal": [SIGNALS[name] for name in names],
+                         "agreement": [agreement["rates"][name] for name in names]})
+
+
+def three_way_table(agreement: dict) -> pd.DataFrame | None:
+    """Attention, removal and gradient compared (explain.attention_effect_agreement's "agreement"): for
+    each pair, the share of users for whom both name the same item, as a symmetric table with the
+    method names as index and columns (1 on the diagonal); None for a run from before the gradient."""
+    pairs = agreement.get("agreement")
+    if not pairs:
+        return None
+    labels = list(METHODS.values())
+    table = pd.DataFrame(np.eye(len(METHODS)), index=labels, columns=labels)
+    for pair, share in pairs.items():
+        if "|" in pair:
+            first, second = (METHODS[name] for name in pair.split("|"))
+            table.loc[first, second] = table.loc[second, first] = share
+    return table
+
+
+def head_importance_table(importance: dict) -> pd.DataFrame:
+    """insights.head_importance as one row per layer, one column per head and one for the whole layer:
+    the drop in validation NDCG@10 when that is switched off."""
+    masked = pd.DataFrame(importance["masked"])
+    masked["switched off"] = [f"Head {int(h)}" if pd.notna(h) else "Whole layer" for h in masked["head"]]
+    table = masked.pivot(index="layer", columns="switched off", values="drop")
+    columns = sorted((c for c in table.columns if c != "Whole layer"), key=lambda c: int(c.split()[1]))
+    return table[columns + ["Whole layer"]].rename(index=lambda layer: f"Layer {layer}")
+
+
+def head_importance_chart(importance: dict) -> alt.LayerChart:
+    """The drop in validation NDCG@10 with each head, and each whole layer, switched off, as a heatmap
+    of layers × heads with the drop written in each cell, relative to the full model's NDCG@10."""
+    full = importance["ndcg@10"]
+    table = head_importance_table(importance)
+    data = table.rename_axis(index="layer", columns="off").stack().rename("drop").reset_index()
+    data["relative"] = data["drop"] / full if full else 0.0
+    data["ndcg"] = full - data["drop"]
+    limit = max(float(data["relative"].abs().max()), 1e-6)
+    base = alt.Chart(data).encode(
+        x=alt.X("off:N", sort=list(table.columns), title="switched off", axis=alt.Axis(labelAngle=0, orient="top")),
+        y=alt.Y("layer:N", sort=list(table.index), title=None))
+    cells = base.mark_rect(stroke="white").encode(
+        # no legend: each cell says its value
+        color=alt.Color("relative:Q", legend=None,
+                        scale=alt.Scale(scheme="purpleorange", reverse=True, domain=[-limit, limit])),
+        tooltip=["layer:N", alt.Tooltip("off:N", title="switched off"),
+                 alt.Tooltip("ndcg:Q", format=".4f", title="NDCG@10 without it"),
+                 alt.Tooltip("drop:Q", format="+.4f", title="NDCG@10 lost"),
+                 alt.Tooltip("relative:Q", format="+.1%", title="share of NDCG@10 lost")])
+    text = base.mark_text(fontSize=12).encode(
+        text=alt.Text("relative:Q", format="+.1%"),
+        color=alt.condition(f"abs(datum.relative) > {limit * 0.6}", alt.value("white"), alt.value("#1F1D2B")))
+    # Sizes per cell: Streamlit draws a small layered chart of fixed height at a fraction of it.
+    return (cells + text).properties(width=alt.Step(110), height=alt.Step(44))
+
+
+def counterfactual_sentence(found, k: int) -> str:
+    """What counterfactual.search found, in one line: the edits, and what they do."""
+    what = "; ".join(_edit_words(edit) for edit in found.edits.itertuples())
+    before, after = found.before, found.after
+    if found.goal == "flip":
+        if not found.found:
+            return (f"No change of up to {found.steps} edits found puts another item before **{before['title']}**; "
+                    f"the closest ({what}) still puts **{after['title']}** first.")
+        return (f"{what[0].upper()}{what[1:]}: **{after['title']}** comes first ({percent(after['probability'])}) "
+                f"instead of **{before['title']}** ({percent(before['probability'])}).")
+    if not len(found.edits):
+        return f"**{before['title']}** is already at rank {before['rank']}, in the top {k}."
+    if not found.found:
+        return (f"No change of up to {found.steps} edits found brings **{before['title']}** into the top {k}; the "
+                f"closest ({what}) moves it from rank {before['rank']} to {after['rank']}.")
+    return f"{what[0].upper()}{what[1:]}: **{before['title']}** moves from rank {before['rank']} to {after['rank']}."
+
+
+def _edit_words(edit) -> str:
+    if edit.kind == "remove":
+        return f"remove {edit.title} (position {edit.position})"
+    if edit.kind == "replace":
+        return f"replace {edit.title} (position {edit.position}) by {edit.replacement_title}"
+    return f"move {edit.title} (position {edit.position}) to the end"
 
 
 NOT_IN_OTHER = "–"
@@ -647,16 +745,24 @@ def _spec(chart) -> dict:
 
 
 def report_sections(*, model_name: str, history_length: int, result, explanation, metrics: dict | None,
-                    second: tuple[str, object] | None = None) -> list:
-    """The sections of the HTML report (export.render_html): the history, the predictions, why the
-    top one, what the prediction looks at, attention layer by layer, a second model if there is
-    one, and the run's test metrics against the baselines. result: inference.Recommendation;
-    explanation: explain.Explanation of its top item; second: (its name, its Recommendation)."""
+                    second: tuple[str, object] | None = None, heads_off=(), counterfactual=None, k: int = 10) -> list:
+    """The sections of the HTML report (export.render_html): the history, the heads switched off if
+    any, the predictions, why the top one (with integrated gradients where the explanation has
+    them), what the prediction looks at, attention layer by layer, the smallest change found if
+    there is one, a second model if there is one, and the run's test metrics against the
+    baselines. result: inference.Recommendation; explanation: explain.Explanation of its top
+    item; second: (its name, its Recommendation); heads_off: 0-based (layer, head) pairs;
+    counterfactual: counterfactual.Counterfactual, for a top k of `k`."""
     shown = result.history
     read = len(shown)
     history = shown[["position", "title", "category", "item_id"]]
     sections = [Section("The history", [f"{history_length} items, oldest first." + (
         f" The model reads the last {read}; those are listed." if read < history_length else "")], history)]
+    if heads_off:
+        sections.append(Section("Heads switched off", [
+            "Everything below is the model with these attention heads switched off: their output is zeroed before "
+            "the heads are mixed, the rest of the model is unchanged."],
+            pd.DataFrame({"layer": [layer + 1 for layer, _ in heads_off], "head": [head + 1 for _, head in heads_off]})))
     predictions = result.items[["rank", "title", "category", "probability", "score", "item_id"]].assign(
         probability=_percent(result.items["probability"]))
     sections.append(Section("What the model predicts next", [
@@ -668,7 +774,8 @@ def report_sections(*, model_name: str, history_length: int, result, explanation
     sections.append(Section(
         f"Why {target['title']}?",
         [f"Each item of the history was removed in turn and the history scored again. {why_sentence(target, effects)}",
-         "A bar is the probability the prediction loses without that item; grey bars are items that hold it back."],
+         "A bar is the probability the prediction loses without that item; grey bars are items that hold it back.",
+         *([gradient_sentence(target, effects)] if "gradient" in effects else [])],
         lost[["position", "title", "probability without it", "probability_change", "rank_without", "top_title"]].rename(
             columns={"probability_change": "change", "rank_without": "rank without it",
                      "top_title": "first without it"}),
@@ -682,6 +789,12 @@ def report_sections(*, model_name: str, history_length: int, result, explanation
         "Rows attend to columns; a causal model only looks back. One heatmap per head."],
         charts=[_spec(attention_heatmap(table[table["layer"] == layer], shown, None).properties(title=f"Layer {layer}"))
                 for layer in range(1, result.attention.shape[0] + 1)]))
+    if counterfactual is not None:
+        sections.append(Section("The smallest change found", [
+            counterfactual_sentence(counterfactual, k).replace("**", ""),
+            f"A beam search over removals, replacements by similar items and moves to the end; {counterfactual.candidates} "
+            "edited histories were scored. The edited history, with what changed:"],
+            counterfactual.edited[["position", "title", "category", "change"]]))
     if second is not None:
         name, other = second
         first_table, second_table, shared = side_by_side(result.items, other.items)

@@ -109,7 +109,7 @@ def set_history(items: list[str], remember_undo: bool = True) -> None:
 
 def sync_query_params() -> None:
     """st.navigation starts each page with a clean URL; put the shared values back."""
-    for key in ("dataset", "run", "k", "at", "compare"):
+    for key in ("dataset", "run", "k", "at", "compare", "off"):
         if st.session_state.get(key):
             st.query_params[key] = st.session_state[key]
     if st.session_state.get("history"):
@@ -197,10 +197,11 @@ def playground_focus() -> int | None:
     return st.session_state.get("pg_focus")
 
 
-def start_history(items: list[str], user: str | None = None, target: str | None = None) -> None:
-    """A new history, not an edit: rank moves start again from it."""
+def start_history(items: list[str], user: str | None = None, target: str | None = None,
+                  why: str | None = None) -> None:
+    """A new history, not an edit: rank moves start again from it. why: the line on an example customer."""
     set_history(items)
-    st.session_state["pg_user"] = {"id": user, "target": target} if user else None
+    st.session_state["pg_user"] = {"id": user, "target": target, "why": why} if user else None
     st.session_state["pg_focus"] = None
     st.session_state.pop("pg_what_if", None)
 
@@ -209,6 +210,11 @@ def start_from_user(dataset, user_id: str) -> None:
     items, target = user_history(dataset, user_id)
     start_history(items, user_id, target)
     st.session_state["pg_user_popover"] = False  # close the picker: the history is what matters now
+
+
+def start_example_customer(example: dict) -> None:
+    """One of the run's example customers (insights.example_customers)."""
+    start_history(list(example["history"]), example["user_id"], example["target"], f"{example['label']}: {example['why']}")
 
 
 def example_history(run: rundir.Run, recommender_) -> list[str] | None:
@@ -364,3 +370,25 @@ def focus_history_item(chart_key: str, first_index: int, fragment: str) -> None:
     for key in [key for key in st.session_state if str(key).startswith("pg_items_")]:
         st.session_state[key] = st.session_state["pg_focus"]  # the history's chips show it
     st.rerun(fragment)
+
+
+def heads_off() -> list[tuple[int, int]]:
+    """The attention heads switched off on the Playground, as 0-based (layer, head) pairs. In the
+    URL ("off") a JSON list of 1-based [layer, head] pairs; anything else there is no head off.
+    Pairs outside the model are dropped by the caller, which knows its shape."""
+    try:
+        pairs = json.loads(_shared("off", "") or "[]")
+        return sorted({(int(layer) - 1, int(head) - 1) for layer, head in pairs})
+    except (TypeError, ValueError):
+        return []
+
+
+def set_heads_off(pairs) -> None:
+    _set_link("off", json.dumps(sorted([layer + 1, head + 1] for layer, head in pairs)) if pairs else "")
+
+
+def switch_heads(widget_key: str, layer: int, num_heads: int) -> None:
+    """on_change of a layer's head switches (pills of the heads that are on): the heads not picked are off."""
+    on = set(st.session_state[widget_key] or [])
+    others = [pair for pair in heads_off() if pair[0] != layer]
+    set_heads_off(others + [(layer, head) for head in range(num_heads) if head not in on])

@@ -11,7 +11,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from .. import analysis, rundir
+from .. import analysis, counterfactual, insights, rundir
 from ..config import form_fields, preset_values
 from ..explain import removal_effects
 from ..export import render_html
@@ -256,20 +256,39 @@ def attention_focus_picker(shown: pd.DataFrame) -> int | None:
                         format_func=lambda p: f"{p}. {titles_[p]}")
 
 
-def svg_download(chart: alt.TopLevelMixin, file_name: str, key: str) -> None:
-    """A button that saves `chart` as SVG, drawn only when clicked (the chart toolbar offers
-    PNG). Needs the optional vl-convert-python package; without it there is no button."""
+def chart_downloads(chart: alt.TopLevelMixin, name: str, key: str) -> None:
+    """Buttons that save `chart` as SVG and as PNG (twice the screen's resolution, for slides),
+    each drawn only when clicked, by vl-convert-python, without a browser. Without that optional
+    package there are no buttons."""
     if importlib.util.find_spec("vl_convert") is None:
         return
 
-    def render() -> str:
+    def spec() -> str:
+        with alt.data_transformers.enable("default", max_rows=None):  # inline the data, however long
+            return chart.to_json()
+
+    def svg() -> str:
         import vl_convert
 
-        with alt.data_transformers.enable("default", max_rows=None):  # inline the data, however long
-            return vl_convert.vegalite_to_svg(chart.to_json())
+        return vl_convert.vegalite_to_svg(spec())
 
-    st.download_button("SVG", render, file_name, "image/svg+xml", key=key, icon=":material/download:",
-                       type="tertiary", on_click="ignore")
+    def png() -> bytes:
+        import vl_convert
+
+        return vl_convert.vegalite_to_png(spec(), scale=2)
+
+    with st.container(horizontal=True, gap="small", key=f"{key}_downloads"):
+        st.download_button("SVG", svg, f"{name}.svg", "image/svg+xml", key=f"{key}_svg", icon=":material/download:",
+                           type="tertiary", on_click="ignore")
+        st.download_button("PNG", png, f"{name}.png", "image/png", key=f"{key}_png", icon=":material/download:",
+                           type="tertiary", on_click="ignore")
+
+
+def chart(chart_: alt.TopLevelMixin, key: str, name: str, **kwargs):
+    """st.altair_chart with SVG and PNG downloads under it (chart_downloads)."""
+    shown = st.altair_chart(chart_, key=key, **kwargs)
+    chart_downloads(chart_, name, key)
+    return shown
 
 
 # Why this prediction, a second model, watching the model learn, and the report to hand out
@@ -350,28 +369,107 @@ def side_by_side(first_label: str, first, second_model: tuple[rundir.Run, str], 
 
 def why_prediction(model, history: list[str], result, exclude: bool, key: str, fragment: str):
     """"Why this prediction?": the removal effect of each history item on a predicted item (the
-    top one first), as bars; clicking a bar selects that item in the history (rerunning
-    `fragment`). Returns the explain.Explanation shown."""
+    top one first), as bars; with "Gradients" on, beside its integrated gradients and the last
+    layer's attention. Clicking a bar selects that item in the history (rerunning `fragment`).
+    Returns the explain.Explanation shown."""
     ids = list(result.items["item_id"])
     labels = dict(zip(ids, (f"{rank}. {title}" for rank, title in zip(result.items["rank"], result.items["title"]))))
     # The item picked stays explained while it is in the top k; until one is picked, the top one is. The
     # widget is new for every new top k, so that what it shows and what it holds never part.
     picked = st.session_state.get(f"{key}_item")
     widget_key = f"{key}_target_{hash(tuple(ids))}"
-    target = st.selectbox("Why this prediction?", ids, index=ids.index(picked) if picked in ids else 0,
-                          format_func=labels.get, key=widget_key, width=360,
-                          on_change=lambda: st.session_state.update({f"{key}_item": st.session_state[widget_key]}),
-                          help="Each item of the history is removed in turn, and the history scored again")
-    explanation = removal_effects(model, history, target, exclude)
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        target = st.selectbox("Why this prediction?", ids, index=ids.index(picked) if picked in ids else 0,
+                              format_func=labels.get, key=widget_key, width=360,
+                              on_change=lambda: st.session_state.update({f"{key}_item": st.session_state[widget_key]}),
+                              help="Each item of the history is removed in turn, and the history scored again")
+        # Off by default: the gradients' batch costs more than the removals', and every edit pays for what is shown.
+        gradients = st.toggle("Gradients", key=f"{key}_gradients",
+                              help="Integrated gradients of the prediction's score on each item's embedding, beside "
+                                   "the removal effect and the last layer's attention")
+    explanation = removal_effects(model, history, target, exclude, gradients=gradients)
     first = len(history) - len(explanation.effects)  # where the items the model read start in the history
     focus = state.playground_focus()
+    focus = None if focus is None or focus < first else focus - first + 1
     st.markdown(charts.why_sentence(explanation.target, explanation.effects))
-    st.altair_chart(charts.why_chart(explanation.effects, None if focus is None or focus < first else focus - first + 1),
-                    key=f"{key}_chart", on_select=lambda: state.focus_history_item(f"{key}_chart", first, fragment))
+    if gradients:
+        views = analysis.prediction_focus(result.history, result.attention)
+        last_layer = views[views["view"] == f"Layer {result.attention.shape[0]}"].assign(view="Attention, last layer")
+        why = charts.focus_and_effect_bars(last_layer, explanation.effects, result.history, focus, panel_width=120)
+    else:
+        why = charts.why_chart(explanation.effects, focus)
+    chart(why, f"{key}_chart", "why", on_select=lambda: state.focus_history_item(f"{key}_chart", first, fragment))
     st.caption(f"Each bar: the probability **{charts.short(explanation.target['title'], 40)}** loses when that item is "
-               f"removed (grey: it gains). All {len(explanation.effects)} removals in one batch, "
-               f"{explanation.seconds * 1000:.0f} ms. Click a bar to select its item in the history.")
+               f"removed (grey: it gains). All {len(explanation.effects)} removals in one batch"
+               f"{', the gradients in another' if gradients else ''}, {explanation.seconds * 1000:.0f} ms. Click a bar "
+               "to select its item in the history.")
+    if gradients:
+        st.caption(charts.gradient_sentence(explanation.target, explanation.effects))
     return explanation
+
+
+def counterfactual_section(run: rundir.Run, model, history: list[str], k: int, exclude: bool, context: tuple,
+                           key: str, fragment: str) -> object:
+    """"What would change it?": the fewest edits that put another item first, or that bring a chosen
+    item into the top k (counterfactual.search, on a click), the history and its edited version side
+    by side, and a button that loads the edited one (rerunning `fragment`, which shows the history).
+    context: what else the result depends on (the checkpoint, the heads off). Returns the
+    counterfactual.Counterfactual shown, or None."""
+    st.markdown("**What would change it?**")
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        # a select box, not a segmented control: the history's chips are the page's only radio buttons
+        goal = st.selectbox("Find the fewest edits that", ["flip", "bring"], key=f"{key}_goal", width=250,
+                            format_func={"flip": "put another item first",
+                                         "bring": f"bring an item into the top {k}"}.get)
+        target = None
+        if goal == "bring":
+            query = st.text_input("Item", key=f"{key}_query", type="search", width=170,
+                                  placeholder="search, or pick below")
+            if query:
+                candidates = caches.search_catalog(run, model, query, limit=30)
+            else:  # the items just outside the top k: the ones a small change is most likely to bring in
+                candidates = model.recommend(history, k=k + 30, exclude_history=exclude).items.iloc[k:]
+            options = dict(zip(candidates["item_id"], candidates["title"]))
+            target = st.selectbox("Bring in", list(options), format_func=options.get, key=f"{key}_target", width=240,
+                                  index=None, placeholder="pick an item")
+        search = st.button("Search", key=f"{key}_search", icon=":material/manage_search:",
+                           disabled=goal == "bring" and target is None)
+    signature = (tuple(history), goal, target, k, exclude, context)
+    if search:
+        try:
+            with st.spinner("Trying removals, replacements and moves…"):
+                found = counterfactual.search(model, history, goal, target, k, exclude)
+        except USER_ERRORS as err:
+            error(err)
+            return None
+        st.session_state[f"{key}_result"] = (signature, found)
+    kept = st.session_state.get(f"{key}_result")
+    if kept is None or kept[0] != signature:
+        st.caption("Removals, replacements by similar items (nearest in the model's item space) and moves to the end, "
+                   f"at most {counterfactual.MAX_EDITS} edits; each step's edited histories are scored in one batch.")
+        return None
+    found = kept[1]
+    st.markdown(charts.counterfactual_sentence(found, k))
+    if len(found.edits):
+        columns = st.container(key=f"{key}_histories").columns(2)
+        for column, label, table, key_ in zip(columns, ("As it is", "Edited"), (found.original, found.edited),
+                                              (f"{key}_original", f"{key}_edited")):
+            with column:
+                st.markdown(f"**{label}**")
+                st.dataframe(table[["position", "title", "change"]].style.apply(
+                    lambda row: ["background-color: #FFF3C4" if row["change"] else ""] * len(row), axis=1),
+                    hide_index=True, key=key_, height=min(400, 38 + 35 * len(table)),
+                    column_config={"position": st.column_config.NumberColumn("#", width=30),
+                                   "title": st.column_config.TextColumn("Title", width=170),
+                                   "change": st.column_config.TextColumn("Edit", width=70)})
+        def load() -> None:
+            state.set_history(found.edited_ids)
+            st.rerun(fragment)  # the history is shown outside this fragment
+
+        st.button("Load the edited history", key=f"{key}_load", icon=":material/input:", on_click=load,
+                  help="Make the edited history the Playground's (Undo brings this one back)")
+    st.caption(f"{found.candidates:,} edited histories scored in {found.seconds:.2f} s.")
+    return found
 
 
 def describe_model(run: rundir.Run, which: str) -> str:
@@ -388,19 +486,27 @@ def describe_model(run: rundir.Run, which: str) -> str:
     return " · ".join(parts + [trained])
 
 
-def report_download(run: rundir.Run, which: str, history: list[str], result, explanation, second, key: str) -> None:
+def report_download(run: rundir.Run, which: str, history: list[str], result, explanation, second, key: str,
+                    model=None, exclude: bool = True, heads_off=(), found=None, k: int = 10) -> None:
     """A button that saves the report to hand out (export.py), built only when clicked. second:
-    (label, Recommendation) of the second model, or None."""
+    (label, Recommendation) of the second model, or None; model: the one explained, whose
+    integrated gradients the report adds if the page did not show them; heads_off: the heads
+    switched off; found: the counterfactual shown, or None."""
     def render() -> str:
+        explained = explanation
+        if model is not None and "gradient" not in explanation.effects:
+            explained = removal_effects(model, history, explanation.target["item_id"], exclude, gradients=True)
         sections = charts.report_sections(model_name=model_label(run, which), history_length=len(history), result=result,
-                                          explanation=explanation, metrics=run.test_metrics(), second=second)
+                                          explanation=explained, metrics=run.test_metrics(), second=second,
+                                          heads_off=heads_off, counterfactual=found, k=k)
         return render_html(f"Why {run.name} predicts {explanation.target['title']}", describe_model(run, which),
                            sections, f"Made with SASRec Explorer on {charts.when(time.time())}.")
 
     st.download_button("Report (HTML)", render, f"sasrec-{run.name}-report.html", "text/html", key=key,
                        icon=":material/download:", on_click="ignore",
-                       help="One self-contained file to hand out: the history, the predictions, why, the attention "
-                            "maps and the run's test metrics against the baselines. It opens in any browser, offline.")
+                       help="One self-contained file to hand out: the history, the predictions, why (removal effects "
+                            "and gradients), the attention maps, the heads switched off and the smallest change found, "
+                            "if any, and the run's test metrics against the baselines. It opens in any browser, offline.")
 
 
 def attention_side_by_side(first_label: str, first, first_explanation, second_model: tuple[rundir.Run, str],
@@ -412,7 +518,7 @@ def attention_side_by_side(first_label: str, first, first_explanation, second_mo
     try:
         model = caches.recommender_at(*second_model)
         second = model.recommend(history, k=len(first.items))
-        second_explanation = removal_effects(model, history)
+        second_explanation = removal_effects(model, history, gradients=True)
     except USER_ERRORS as err:
         error(DataError(f"{second_label} cannot show this history: {err}"))
         return
@@ -425,11 +531,11 @@ def attention_side_by_side(first_label: str, first, first_explanation, second_mo
             top = result.items.iloc[0]
             st.markdown(f"Predicted next: **{top['title']}** ({top['probability']:.0%})")
             focus_table = analysis.prediction_focus(result.history, result.attention)
-            st.altair_chart(charts.focus_and_effect_bars(focus_table, explanation.effects, result.history, focus,
-                                                         panel_width=70), key=f"{key}_bars",
-                            on_select=lambda key=key: state.focus_from_selection(f"{key}_bars", "item", "position"))
-            st.altair_chart(charts.model_view(analysis.attention_table(result.history, result.attention), focus),
-                            key=f"{key}_view")
+            chart(charts.focus_and_effect_bars(focus_table, explanation.effects, result.history, focus, panel_width=60),
+                  f"{key}_bars", f"prediction_focus_{key}",
+                  on_select=lambda key=key: state.focus_from_selection(f"{key}_bars", "item", "position"))
+            chart(charts.model_view(analysis.attention_table(result.history, result.attention), focus), f"{key}_view",
+                  f"model_view_{key}")
 
 
 def effects_table(model, history: list[str], key: str) -> None:
@@ -473,14 +579,87 @@ def when_ready(key: str, compute, waiting: str, show) -> None:
 
 
 def agreement_section(run: rundir.Run, dataset) -> None:
-    """How often attention points to the item whose removal matters most, over validation users
-    (caches.attention_agreement, computed in the background)."""
+    """How often attention points to the item whose removal matters most, over validation users, and
+    how often attention, removal and gradient name the same item (caches.attention_agreement: stored
+    by the run, else computed in the background)."""
     def show(agreement: dict) -> None:
         st.caption(f"In each of {agreement['users']} validation histories, every item was removed in turn to find the "
                    "one whose removal lowers the top prediction's probability most. How often is it the item each "
-                   "of these points to (for the run's current weights)?")
-        for column, row in zip(st.columns(len(agreement["rates"])), charts.agreement_table(agreement).itertuples()):
+                   "of these points to?")
+        table = charts.agreement_table(agreement)
+        for column, row in zip(st.columns(len(table)), table.itertuples()):
             column.metric(row.signal, f"{row.agreement:.0%}")
+        three_way = charts.three_way_table(agreement)
+        if three_way is not None:
+            st.markdown("**Attention, removal and gradient: how often two name the same item**")
+            left, right = st.container(key="att_three_way").columns([1.2, 1], gap="large")
+            with left:
+                st.dataframe(three_way.map(lambda share: f"{share:.0%}"), key="att_three_way_table")
+            right.caption(f"For each history, each method names the item the top prediction rests on most: the largest "
+                          f"last-layer attention, the largest removal effect, the largest integrated gradient. All three "
+                          f"agree for **{agreement['agreement']['all']:.0%}** of the users; an item drawn at random would "
+                          f"match another method's for {agreement['rates']['chance']:.0%}. Where they agree the story is "
+                          "solid; where they do not, attention shows where the model looks, not what it uses.")
 
     when_ready("att_agreement", lambda: caches.attention_agreement(run, dataset),
-               "Removing each item of 300 validation histories in turn; the figures appear here when that is done.", show)
+               f"Removing each item of {insights.AGREEMENT_USERS} validation histories in turn and integrating "
+               "gradients; the figures appear here when that is done.", show)
+
+
+def head_switches(config, key: str) -> list[tuple[int, int]]:
+    """The attention heads as a grid of switches, one row of pills per layer: a head picked is on;
+    a layer with none picked is off. Returns the heads off, 0-based (layer, head) pairs, as the
+    session (and its link) holds them."""
+    off = [(layer, head) for layer, head in state.heads_off()
+           if 0 <= layer < config.num_blocks and 0 <= head < config.num_heads]
+    with st.container(horizontal=True, vertical_alignment="bottom", key=f"{key}_grid"):
+        for layer in range(config.num_blocks):
+            widget_key = f"{key}_{layer}"
+            st.session_state[widget_key] = [head for head in range(config.num_heads) if (layer, head) not in off]
+            st.pills(f"Layer {layer + 1} heads", list(range(config.num_heads)), selection_mode="multi",
+                     format_func=lambda head: f"H{head + 1}", key=widget_key, on_change=state.switch_heads,
+                     args=(widget_key, layer, config.num_heads),
+                     help="Switch a head off to see the predictions without it; all of a layer's heads off is the "
+                          "layer off")
+        st.button("All on", key=f"{key}_reset", icon=":material/restart_alt:", type="tertiary", disabled=not off,
+                  on_click=state.set_heads_off, args=([],))
+    return off
+
+
+ICONS = {"typical": ":material/person:", "loyal": ":material/favorite:", "explorer": ":material/explore:",
+         "short": ":material/fiber_new:", "beats_markov": ":material/trending_up:"}
+
+
+def example_customers(run: rundir.Run, key: str, on_pick) -> None:
+    """One-click starts from the run's example customers (insights.example_customers), each with its
+    line on why it is worth showing (on hover, and under the history once picked); picking one
+    calls on_pick(example)."""
+    def show(found: dict) -> None:
+        if "unavailable" in found:
+            st.caption(f"No example customers: {readable(found['unavailable'])}")
+            return
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.caption("Example customers", width="content")
+            for example in found["examples"]:
+                st.button(example["label"], key=f"{key}_{example['kind']}", icon=ICONS.get(example["kind"]),
+                          help=example["why"], on_click=on_pick, args=(example,))
+
+    when_ready(key, lambda: caches.run_insights(run), "Picking example customers from the data…", show)
+
+
+def head_importance_section(run: rundir.Run) -> None:
+    """The drop in validation NDCG@10 with each head, and each layer, switched off (stored by the run)."""
+    def show(found: dict) -> None:
+        if "unavailable" in found:
+            st.caption(f"No head importance: {readable(found['unavailable'])}")
+            return
+        importance = found["head_importance"]
+        st.caption(f"Validation NDCG@10 of {importance['users']:,} sampled users is {importance['ndcg@10']:.4f} with "
+                   "every head on. Each cell: the share of it lost when that head, or the whole layer, is switched off "
+                   "(negative: the model does better without it). Try it on one history on the Playground.")
+        with st.container(key="att_head_importance"):
+            chart(charts.head_importance_chart(importance), "att_head_importance_chart", "head_importance")
+
+    when_ready("att_head_importance_section", lambda: caches.run_insights(run),
+               "Scoring the validation users with each head switched off; the chart appears here when that is done.",
+               show)
