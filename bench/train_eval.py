@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 REPORTED = ["ndcg@10", "hr@10", "mrr", "sampled_ndcg@10", "sampled_hr@10", "pop_ndcg@10", "pop_hr@10",
-            "markov_ndcg@10", "markov_hr@10"]
+            "markov_ndcg@10", "markov_hr@10", "ease_ndcg@10", "ease_hr@10"]  # EASE: when the catalog allowed it
 
 
 def over_better_baseline(metrics: dict, metric: str) -> float:
-    return metrics[metric] / max(metrics["pop_" + metric], metrics["markov_" + metric])
+    return metrics[metric] / max(metrics.get(prefix + metric, 0.0) for prefix in ("pop_", "markov_", "ease_"))
 
 
 def main():
@@ -69,17 +69,22 @@ def main():
             run = Run(out)
             epochs, test = run.metrics(), run.test_metrics()
             validated = [m["valid_ndcg@10"] for m in epochs if "valid_ndcg@10" in m]
-            repeats.append({"wall_seconds": walls[i], "epochs": len(epochs),
+            status = run.status()
+            repeats.append({"wall_seconds": walls[i], "epochs": sum(m.get("epoch_fraction", 1.0) for m in epochs),
+                            "ended_by": status.get("ended_by"),
+                            "evaluation_seconds": status.get("evaluation_seconds"),
                             "seconds_per_epoch": statistics.median(m["epoch_seconds"] for m in epochs),
-                            "best_epoch": run.status()["best_epoch"], "best_valid_ndcg@10": max(validated),
-                            **{k: test[k] for k in REPORTED},
+                            "best_epoch": status["best_epoch"], "best_valid_ndcg@10": max(validated),
+                            **{k: test[k] for k in REPORTED if k in test},
+                            "ndcg@10_over_markov": test["ndcg@10"] / test["markov_ndcg@10"],
                             "ndcg@10_over_better_baseline": over_better_baseline(test, "ndcg@10"),
                             "hr@10_over_better_baseline": over_better_baseline(test, "hr@10")})
             config = run.config()
             print(f"repeat {i + 1}/{args.repeat}: {json.dumps(repeats[-1])}", file=sys.stderr)
 
-    median = {key: statistics.median(r[key] for r in repeats) for key in repeats[0]}
-    spread = {key: [min(r[key] for r in repeats), max(r[key] for r in repeats)] for key in repeats[0]}
+    numbers = [key for key, value in repeats[0].items() if isinstance(value, (int, float))]
+    median = {key: statistics.median(r[key] for r in repeats) for key in numbers}
+    spread = {key: [min(r[key] for r in repeats), max(r[key] for r in repeats)] for key in numbers}
     print(json.dumps({
         "data": args.data, "train_flags": train_flags, "dataset": config["dataset"],
         "model": config["model"], "train": config["train"], "chosen": config.get("chosen", {}),

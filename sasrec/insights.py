@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from . import analysis, explain, rundir, sequences
-from .evaluate import rank_metrics, rank_targets, sequences_positions, users_per_batch, validation_users
+from .evaluate import rank_metrics, rank_targets, users_per_batch, validation_users
 
 FILE = "insights.json"
 HEAD_IMPORTANCE_USERS = 1_000  # a fixed sample of validation users, the same for every mask
@@ -158,7 +158,7 @@ def example_customers(model, dataset, per_user: pd.DataFrame | None, seed: int =
         return f"{read[row]} items" if read[row] == lengths[row] else f"last {read[row]} items"
 
     # the items each of these users' windows holds, flat, with the window they belong to
-    positions = sequences_positions(window_starts[long_enough], split.ends[long_enough])
+    positions = sequences.positions(window_starts[long_enough], split.ends[long_enough])
     window_of = np.repeat(np.arange(len(long_enough)), read[long_enough])
     if names and len(long_enough):
         codes = code[dataset.items[positions]]

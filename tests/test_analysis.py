@@ -1,4 +1,4 @@
-"""Looking inside the model: attention tables, rollout, aggregates, embedding maps, breakdowns."""
+"""Looking inside the model: attention tables, rollout, aggregates, embedding maps (breakdowns: test_beyond.py)."""
 
 from itertools import pairwise
 from types import SimpleNamespace
@@ -225,34 +225,3 @@ def test_embedding_map_has_one_point_per_item(dataset):
     unknown = analysis.embedding_map(model, dataset.catalog)
     assert unknown["popularity"].isna().all()
     np.testing.assert_allclose(unknown[["x", "y"]], points[["x", "y"]])
-
-
-def per_user(lengths, seed=0):
-    rng = np.random.default_rng(seed)
-    n = len(lengths)
-    return pd.DataFrame({"user_id": [f"u{i}" for i in range(n)], "history_length": lengths,
-                         "rank": rng.integers(1, 30, n), "markov_rank": rng.integers(1, 30, n),
-                         "pop_rank": rng.integers(1, 30, n)})
-
-
-def test_breakdown_by_length_splits_users_into_ordered_groups():
-    users = per_user(np.arange(1, 91))
-    breakdown = analysis.breakdown_by_length(users)
-    assert list(breakdown["group"].unique()) == ["short", "medium", "long"]
-    assert set(breakdown["model"]) == {"SASRec", "Markov", "Most popular"}
-    per_group = breakdown.drop_duplicates("group")
-    assert per_group["users"].sum() == 90 and (per_group["users"] == 30).all()
-    assert list(per_group["history"]) == ["1–30 items", "31–60 items", "61–90 items"]
-    short = users[users.history_length <= 30]
-    expected = ((short["rank"] <= 10) / np.log2(short["rank"] + 1)).mean()
-    sasrec_short = breakdown[(breakdown.group == "short") & (breakdown.model == "SASRec")]
-    assert sasrec_short["ndcg@10"].item() == pytest.approx(expected)
-
-
-def test_breakdown_by_length_keeps_ties_together():
-    breakdown = analysis.breakdown_by_length(per_user([3] * 7 + [4, 9, 12]))
-    per_group = breakdown.drop_duplicates("group")
-    assert list(per_group["group"]) == ["short", "long"]
-    assert list(per_group["users"]) == [7, 3]
-    same = analysis.breakdown_by_length(per_user([5] * 12))
-    assert list(same["group"].unique()) == ["all"] and (same["users"] == 12).all()

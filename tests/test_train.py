@@ -334,7 +334,7 @@ def test_a_time_budget_ends_the_run_at_its_planned_end_and_more_time_resumes_it(
     out = tmp_path / "run"
     started = time.time()
     trained = cli("train", log, "--items", catalog, "--out", out, "--epochs", 1000, "--maxlen", 20, "--hidden", 16,
-                  "--threads", 1, "--time-budget", "15s")
+                  "--threads", 1, "--time-budget", "15s", "--patience", 1000)  # no early stop on this easy log
     took = time.time() - started
     assert trained.returncode == 0, trained.stderr
     assert "plan: about" in trained.stdout and "fit in the time budget of 15 s" in trained.stdout
