@@ -168,7 +168,8 @@ def use_faster(asked: tuple, faster: dict) -> None:
 
 def show_estimate(result: dict, asked: tuple) -> None:
     """The estimate below the form; for a long run, the faster settings and a button to use them."""
-    st.markdown(charts.estimate_text(result))
+    st.markdown(charts.estimate_text(result, state.usual_progress(asked[0], result["settings"]["loss"],
+                                                                   result["epochs"])))
     st.caption(f"Timed on {result['steps_timed']} training steps of {result['steps_per_epoch']:,} per epoch "
                f"({result['seconds_per_step'] * 1000:,.0f} ms each, {result['threads']} thread"
                f"{'s' * (result['threads'] > 1)}) and a validation sample.")

@@ -211,12 +211,17 @@ def _largest_gradients(model, windows: torch.Tensor, goals: torch.Tensor, steps:
     return np.concatenate(largest)
 
 
+# The most recent items of each history the agreement judges: removing each of W items costs W
+# forward passes of W positions, so 200-item histories (ml-100k) cost 16 times 50-item ones.
+AGREEMENT_WIDTH = 50
+
+
 @torch.no_grad()
 def attention_effect_agreement(model, dataset, users: np.ndarray, steps: int = GRADIENT_STEPS // 2) -> dict:
     """How often the item that attention points to is the one whose removal lowers the top
     prediction's probability most, over these users' validation histories (rows of the
-    validation split, as analysis.sample_users draws them); and how often attention, removal
-    and integrated gradients (of the top prediction's score, `steps` points) name the same item.
+    validation split, as analysis.sample_users draws them; their AGREEMENT_WIDTH most recent
+    items); and how often attention, removal and integrated gradients (of the top prediction's score, `steps` points) name the same item.
 
     Returns {"users": n, "rates": {signal: share of users}, "agreement": {pair: share of users}}.
     The rates are for the signals of SIGNALS: the last layer's attention from the predicting
@@ -227,7 +232,8 @@ def attention_effect_agreement(model, dataset, users: np.ndarray, steps: int = G
     """
     model.eval()
     split = sequences.holdout(dataset, "valid")
-    lengths = np.minimum(split.ends[users] - split.starts[users], model.config.maxlen)
+    longest = min(model.config.maxlen, AGREEMENT_WIDTH)
+    lengths = np.minimum(split.ends[users] - split.starts[users], longest)
     users = users[lengths >= 2][np.argsort(lengths[lengths >= 2], kind="stable")]  # similar lengths batch together
     hits = {name: 0.0 for name in SIGNALS}
     pairs = [f"{a}|{b}" for i, a in enumerate(METHODS) for b in list(METHODS)[i + 1:]]
@@ -235,7 +241,7 @@ def attention_effect_agreement(model, dataset, users: np.ndarray, steps: int = G
     per_chunk = max(1, MAX_SCORES // ((model.config.maxlen + 1) * (model.config.num_items + 1)))
     for lo in range(0, len(users), per_chunk):
         rows = users[lo: lo + per_chunk]
-        width = int(min(model.config.maxlen, (split.ends[rows] - split.starts[rows]).max()))
+        width = int(min(longest, (split.ends[rows] - split.starts[rows]).max()))
         starts, ends = split.starts[rows], split.ends[rows]
         pools = sequences.left_padded(dataset.items, np.maximum(starts, ends - width - 1), ends, width + 1)
         seen = torch.as_tensor(sequences.left_padded(dataset.items, starts, ends, int((ends - starts).max()))).long()

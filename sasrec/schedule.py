@@ -15,6 +15,7 @@ run planned for the longer budget would be at this point, and decays from there.
 
 import math
 import re
+import statistics
 from dataclasses import dataclass
 
 _DURATION = re.compile(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)s)?\s*")
@@ -51,7 +52,9 @@ FIRST_PLAN_STEPS = 20
 # planned epochs: flat from epoch 12 to 28, then +4% by epoch 39; bench/train_eval.py): a patience
 # set by the metric's noise alone would end such a run on its plateau.
 PATIENCE_SHARE = 0.25
-PATIENCE_MOST = 30  # validations: a long plan on a small log (200 epochs of ml-100k) still stops when done
+# Validations: a long plan on a small, noisy log still stops when done (ml-100k, 200 epochs: at 30 a seed
+# trained 131 epochs for a lower test NDCG@10 than at 60, bench/train_eval.py)
+PATIENCE_MOST = 20
 
 
 @dataclass
@@ -138,3 +141,19 @@ class Schedule:
         validations if that is more (PATIENCE_SHARE), up to PATIENCE_MOST."""
         planned = self.end_step / max(self.steps_per_epoch * eval_every, 1)
         return max(patience, min(math.ceil(PATIENCE_SHARE * planned), PATIENCE_MOST))
+
+
+def usual_progress(curves: list[list[dict]], epochs: float) -> dict | None:
+    """Where earlier finished runs were after `epochs` epochs: the median share of its own best
+    validation NDCG@10 that each had reached by then (all of it, for a run that had ended), over the
+    runs that had validated by then. curves: each run's metrics.jsonl lines. None without such a run."""
+    shares = []
+    for lines in curves:
+        validated = [(line["epoch"], line["valid_ndcg@10"]) for line in lines if "valid_ndcg@10" in line]
+        best = max((ndcg for _, ndcg in validated), default=0.0)
+        by_then = [ndcg for epoch, ndcg in validated if epoch <= epochs]
+        if best > 0 and by_then:
+            shares.append(max(by_then) / best)
+    if not shares:
+        return None
+    return {"share_of_best": statistics.median(shares), "runs": len(shares)}

@@ -1,6 +1,7 @@
 """The Data and Train pages under Streamlit's AppTest: they render, take good and bad uploads
 without a traceback, and start training runs that end in the background."""
 
+import re
 import subprocess
 import sys
 import time
@@ -301,6 +302,16 @@ def test_estimate_then_start(workspace, tiny):
     assert launch["estimate"]["epochs"] == 2 and launch["estimate"]["epoch_seconds"] > 0
     assert launch["preset"] == "auto"
     poll(at, lambda at: run_status(at, "estimated") != "running")
+    assert run_status(at, "estimated") == "finished"
+
+    # A budget that buys fewer epochs than the limit: what it buys, and where the finished run was by then.
+    at.number_input(key="train_epochs").set_value(10_000)
+    at.number_input(key="train_time_budget").set_value(0.2)
+    at.button(key="estimate_training").click().run()
+    shown = " ".join(m.value for m in at.markdown)
+    assert "budget buys about" in shown
+    assert re.search(r"Earlier runs on this data had reached \d+% of their best validation NDCG@10 by epoch \d+ "
+                     r"\(1 finished run\)", shown), shown
 
 
 def test_a_stopped_run_resumes_from_the_page(workspace, tiny):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sasrec.schedule import Pace, Schedule, parse_minutes
+from sasrec.schedule import Pace, Schedule, parse_minutes, usual_progress
 
 
 @pytest.mark.parametrize("text, minutes", [("90s", 1.5), ("10m", 10), ("10min", 10), ("1h", 60), ("1h30m", 90),
@@ -74,5 +74,22 @@ def test_early_stopping_waits_for_a_quarter_of_the_planned_validations():
     assert schedule.patience(6, eval_every=1) == 10  # 40 planned validations
     assert schedule.patience(6, eval_every=4) == 6  # 10 planned: the noise-based patience is more
     assert schedule.patience(30, eval_every=1) == 30
-    long = Schedule(lr=0.001, steps_per_epoch=100, epoch_limit=200)  # 200 validations: a quarter, but at most 30
-    assert long.patience(6, eval_every=1) == 30
+    long = Schedule(lr=0.001, steps_per_epoch=100, epoch_limit=200)  # 200 validations: a quarter, but at most 20
+    assert long.patience(6, eval_every=1) == 20
+
+
+def test_the_usual_progress_is_the_median_share_of_each_runs_best_reached_by_then():
+    def curve(*ndcgs, every=1):
+        return [{"epoch": e, "loss": 1.0} | ({"valid_ndcg@10": ndcgs[e // every - 1]} if e % every == 0 else {})
+                for e in range(1, every * len(ndcgs) + 1)]
+
+    rising = curve(0.02, 0.04, 0.05, 0.08, 0.10)  # best 0.10 at epoch 5
+    early = curve(0.06, 0.06, 0.05)  # its best at epoch 1, ended at 3
+    sparse = curve(0.03, 0.09, every=2)  # validated at 2 and 4
+    assert usual_progress([rising], 4)["share_of_best"] == pytest.approx(0.8)
+    assert usual_progress([rising], 4.5)["share_of_best"] == pytest.approx(0.8)  # a partial epoch: the last validation
+    assert usual_progress([early], 40)["share_of_best"] == 1.0  # it had ended: all of its best
+    found = usual_progress([rising, early, sparse], 3)
+    assert found == {"share_of_best": pytest.approx(0.5), "runs": 3}  # 0.5, 1.0 and 0.03 / 0.09
+    assert usual_progress([sparse], 1) is None  # not validated by then
+    assert usual_progress([], 10) is None and usual_progress([[{"epoch": 1, "loss": 2.0}]], 5) is None

@@ -83,16 +83,20 @@ def progress_text(progress: dict, running: bool) -> str:
     return text
 
 
-def estimate_text(result: dict) -> str:
+def estimate_text(result: dict, usual: dict | None = None) -> str:
     """What an estimate (estimate.py) says, in a sentence: per epoch, and what the time budget buys
-    or how long the epoch limit takes."""
+    or how long the epoch limit takes; with `usual` (schedule.usual_progress at the epochs bought),
+    where earlier runs on the data were by then."""
     per_epoch = about(result["epoch_seconds"]).removeprefix("about ")
     if result.get("time_budget_seconds"):
         epochs = result["epochs"]
         if epochs < result.get("epoch_limit", epochs + 1):
+            by_then = "" if not usual else (
+                f" Earlier runs on this data had reached {usual['share_of_best']:.0%} of their best validation "
+                f"NDCG@10 by epoch {max(epochs, 0):.0f} ({usual['runs']} finished run{'s' * (usual['runs'] != 1)}).")
             return (f"**About {per_epoch} per epoch**: the {duration(result['time_budget_seconds'])} budget buys "
                     f"about {max(epochs, 0):.0f} epoch{'s' * (round(epochs) != 1)} and the test evaluation. "
-                    "The learning rate decays to zero at the budget's end.")
+                    "The learning rate decays to zero at the budget's end." + by_then)
         return (f"**About {per_epoch} per epoch**: all {result['epoch_limit']} epochs and the test evaluation fit "
                 f"in the budget, {about(result['total_seconds'])} in all.")
     epochs = result["epochs"]

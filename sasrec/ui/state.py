@@ -11,7 +11,7 @@ import json
 import numpy as np
 import streamlit as st
 
-from .. import access, rundir, training_queue
+from .. import access, rundir, schedule, training_queue
 from ..config import PRESETS, preset_values
 from ..workspace import DEMO_NAME, SAMPLE_NAME, Workspace, devices
 from . import caches, charts, signin
@@ -392,3 +392,16 @@ def switch_heads(widget_key: str, layer: int, num_heads: int) -> None:
     on = set(st.session_state[widget_key] or [])
     others = [pair for pair in heads_off() if pair[0] != layer]
     set_heads_off(others + [(layer, head) for head in range(num_heads) if head not in on])
+
+
+def usual_progress(dataset_name: str, loss: str, epochs: float) -> dict | None:
+    """Where the workspace's finished runs on this dataset, with this loss, were after `epochs` epochs
+    (schedule.usual_progress): what an estimate can say a budget's epochs usually give."""
+    ws = workspace()
+    try:
+        used = set(ws.runs_using(ws.dataset(dataset_name)))
+    except rundir.RunError:
+        return None
+    curves = [run.metrics() for run in ws.runs() if run.name in used and run.state() == rundir.FINISHED
+              and (run.config().get("train") or {}).get("loss") == loss]
+    return schedule.usual_progress(curves, epochs)
