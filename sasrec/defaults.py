@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from .config import RunConfig
+from .schedule import PATIENCE_MOST
 from .sequences import MIN_LENGTH
 
 MAXLEN_BOUNDS = (10, 200)
@@ -127,7 +128,7 @@ def resolve(config: RunConfig, dataset, device) -> RunConfig:
         chosen["patience"] = (f"{patience}: validation NDCG@10 on {validated:,} users is noisy by about "
                               f"1/sqrt(users), so wait {epochs} epochs without a gain ({PATIENCE_AT_1000} at "
                               f"1,000 users), validating every {train.eval_every}; and at least a quarter of the "
-                              "planned validations, since the validation curve flattens mid-run as the learning "
+                              f"planned validations (up to {PATIENCE_MOST}), since the validation curve flattens mid-run as the learning "
                               "rate decays and climbs again near the end")
     return replace(config, model=model, train=train, chosen=chosen)
 
