@@ -90,23 +90,22 @@ def user_item_matrix(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, nu
 
 
 def gram(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, num_items: int,
-         most_pairs: int = 1 << 24) -> torch.Tensor:
+         block: int = 2048) -> torch.Tensor:
     """XᵀX for the slices, dense float32 (num_items + 1)²: how many slices hold both items i and j, the
-    count of i on the diagonal. Built from every pair of items within a slice, at most `most_pairs` at
-    a time: sum(len²) additions, a few seconds for the Amazon logs."""
+    count of i on the diagonal. Sparse products Xᵀ X[:, columns], `block` item columns at a time, so that no
+    sparse result holds more than (num_items + 1) x block entries. Enumerating every pair of items within a
+    history instead cost sum(length²): 2.2 s on ml-100k's long histories, where this takes 0.17 s; on Sports'
+    short ones it took 0.4 s where this takes 1.2 s, next to the inverse's 44 s."""
     rows, columns = held_items(items, starts, ends, num_items)
-    held = np.bincount(rows, minlength=len(starts)).astype(np.int64)
-    first_cell = np.cumsum(held) - held
-    pairs = np.cumsum(held ** 2)
-    cuts = np.searchsorted(pairs, np.arange(1, pairs[-1] // most_pairs + 1) * most_pairs, side="right")
-    G = torch.zeros((num_items + 1) ** 2)
-    for chunk in np.split(np.arange(len(starts)), np.unique(cuts)):
-        cell = sequences.positions(first_cell[chunk], first_cell[chunk] + held[chunk])
-        row_start, row_end = first_cell[rows[cell]], first_cell[rows[cell]] + held[rows[cell]]
-        first = np.repeat(cell, row_end - row_start)  # each cell paired with every cell of its row
-        second = sequences.positions(row_start, row_end)
-        G.index_add_(0, torch.as_tensor(columns[first] * (num_items + 1) + columns[second]), torch.ones(len(first)))
-    return G.view(num_items + 1, num_items + 1)
+    X_t = user_item_matrix(items, starts, ends, num_items).t()
+    G = torch.zeros(num_items + 1, num_items + 1)
+    for lo in range(0, num_items + 1, block):
+        inside = (columns >= lo) & (columns < lo + block)  # sorted by row: coalesced
+        X_block = torch.sparse_coo_tensor(torch.as_tensor(np.stack([rows[inside], columns[inside] - lo])),
+                                          torch.ones(int(inside.sum())), (len(starts), min(block, num_items + 1 - lo)),
+                                          is_coalesced=True, check_invariants=False)
+        G[:, lo:lo + block] = torch.sparse.mm(X_t, X_block).to_dense()
+    return G
 
 
 def spd_inverse(A: torch.Tensor, leaf: int = LEAF) -> torch.Tensor:
