@@ -16,8 +16,10 @@ from playwright.sync_api import expect
 from tests.browser import save_and_open_train, wait_for_app
 from tests.test_browser_train import PROGRESS, progress, wait_for_progress
 
+# Batches of 8: an epoch of about 3,700 steps, long enough for the checks a page makes in its middle (at 16,
+# a quiet machine could finish both epochs before the page got there).
 SETTINGS = {"train_hidden": 16, "train_num_blocks": 1, "train_num_heads": 1, "train_maxlen": 20, "train_epochs": 2,
-            "train_batch_size": 16}
+            "train_batch_size": 8}
 RUN = "real-run"
 
 
