@@ -166,10 +166,10 @@ def use_faster(asked: tuple, faster: dict) -> None:
         "asked": (dataset_name, preset, tuple(sorted((dict(settings) | faster["changes"]).items()))), "result": faster}
 
 
-def show_estimate(result: dict, asked: tuple) -> None:
-    """The estimate below the form; for a long run, the faster settings and a button to use them."""
-    st.markdown(charts.estimate_text(result, state.usual_progress(asked[0], result["settings"]["loss"],
-                                                                   result["epochs"])))
+def show_estimate(result: dict, asked: tuple, usual: dict | None = None) -> None:
+    """The estimate below the form, with where earlier runs were by then (state.usual_progress); for a long
+    run, the faster settings and a button to use them."""
+    st.markdown(charts.estimate_text(result, usual))
     st.caption(f"Timed on {result['steps_timed']} training steps of {result['steps_per_epoch']:,} per epoch "
                f"({result['seconds_per_step'] * 1000:,.0f} ms each, {result['threads']} thread"
                f"{'s' * (result['threads'] > 1)}) and a validation sample.")
@@ -232,7 +232,10 @@ def new_run_form() -> None:
             config = RunConfig(*configs(preset, **settings), data=None)  # the registry fills in the data
             if estimate:
                 with st.spinner("Timing a few training steps…"):
-                    st.session_state["train_estimate"] = {"asked": asked, "result": ws.estimate(dataset.name, config)}
+                    result = ws.estimate(dataset.name, config)
+                    # read from the earlier runs' files once, not on every rerun that shows the estimate
+                    usual = state.usual_progress(dataset.name, result["settings"]["loss"], result["epochs"])
+                    st.session_state["train_estimate"] = {"asked": asked, "result": result, "usual": usual}
             else:
                 known = st.session_state.get("train_estimate") or {}
                 run = ws.start_run(dataset.name, name.strip() or suggested, config, preset=preset,
@@ -246,7 +249,7 @@ def new_run_form() -> None:
                 st.rerun()
     known = st.session_state.get("train_estimate")
     if known and known["asked"] == asked:
-        show_estimate(known["result"], asked)
+        show_estimate(known["result"], asked, known.get("usual"))
     elif not start:
         st.caption("Estimate the time first: a few timed steps say how long an epoch and the whole run take here.")
 
