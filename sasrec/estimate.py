@@ -7,8 +7,8 @@ config leaves open is chosen by defaults.resolve exactly as in the run), trains 
 the epoch's own randomly ordered batches and validates a sample of users. An epoch is then
 the mean step time times the steps per epoch, plus a validation; the whole run is every epoch
 (an upper bound: early stopping usually ends it sooner) plus the final test evaluation, which
-ranks every item for every user for SASRec and three baselines, fits EASE (report.fit_seconds)
-and evaluates the snapshots on a sample of users (report.py).
+ranks every item for every user for SASRec and three baselines, fits EASE, evaluates the
+snapshots on a sample of users and computes the insights (Pace.reserve, as training plans it).
 
 The app runs this in a process of its own, with the threads and priority that training will
 get (Workspace.estimate), so that the timing is the run's and the app's threads stay free.
@@ -28,8 +28,6 @@ from . import rundir
 from .config import RunConfig, with_settings
 from .evaluate import validation_metrics
 from .readers import DataError
-from .report import fit_seconds, ranked_users
-from .sequences import holdout
 
 STEPS, WARMUP = 8, 2  # timed training steps, after untimed ones
 BUDGET_SECONDS = 20.0  # stop timing steps after this long (a huge catalog), once a few are timed
@@ -79,9 +77,8 @@ def estimate(dataset, config: RunConfig, steps: int = STEPS, warmup: int = WARMU
 
     validation_seconds = seconds_per_user * len(split)
     epoch_seconds = seconds_per_step * trainer.steps_per_epoch + validation_seconds / train.eval_every
-    test_users = len(holdout(dataset, "test"))
-    test_seconds = (seconds_per_user * ranked_users(test_users, train.epochs, resolved.model)
-                    + fit_seconds(dataset.num_items))
+    trainer.pace.validation_seconds = validation_seconds
+    test_seconds = trainer.pace.reserve()
     total_seconds = epoch_seconds * train.epochs + test_seconds
     epochs = train.epochs
     if train.time_budget:  # what the budget buys: the epochs that fit with the final evaluation

@@ -9,6 +9,8 @@ training ends (report.write_evaluation calls write_insights) and then only read:
 A run from before this file existed gets it the first time the app needs it (ui/caches.py).
 """
 
+import copy
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +24,30 @@ FILE = "insights.json"
 HEAD_IMPORTANCE_USERS = 1_000  # a fixed sample of validation users, the same for every mask
 AGREEMENT_USERS = 300
 EXAMPLE_USERS = 5_000  # users the examples are drawn from (all but the Markov one), a fixed sample of a bigger log
+PROBE_EVERY = 10  # the agreement's time is taken on every 10th of its users (expected_seconds)
 LONG_ENOUGH = 5  # history items an example needs to show a pattern (all but the short one)
 SHORT = 3  # the short history's items
 
 
-def ranked_users(config) -> int:
-    """Users head_importance ranks every item for, for a model of this ModelConfig."""
-    return HEAD_IMPORTANCE_USERS * (1 + config.num_blocks * (config.num_heads + 1))
+def ranked_users(config, users: int) -> int:
+    """Users head_importance ranks every item for, for a model of this ModelConfig on a log of
+    `users` users, and those example_customers reads (each costs less than a ranking)."""
+    return (min(HEAD_IMPORTANCE_USERS, users) * (1 + config.num_blocks * (config.num_heads + 1))
+            + min(EXAMPLE_USERS, users))
+
+
+def expected_seconds(model, dataset) -> float:
+    """What write_insights spends beyond ranked_users: the agreement's removals and integrated
+    gradients. Their cost depends on history lengths, the model and the machine, not the weights,
+    so it is timed, on every PROBE_EVERY-th of the agreement's users in order of length (a copy
+    of the model, on the CPU as write_insights runs it), and scaled up."""
+    split = sequences.holdout(dataset, "valid")
+    users = analysis.sample_users(dataset, AGREEMENT_USERS)
+    users = users[np.argsort(split.ends[users] - split.starts[users], kind="stable")]
+    probe = copy.deepcopy(model).cpu()
+    started = time.perf_counter()
+    explain.attention_effect_agreement(probe, dataset, users[PROBE_EVERY // 2::PROBE_EVERY])
+    return (time.perf_counter() - started) * len(users) / max(len(users[PROBE_EVERY // 2::PROBE_EVERY]), 1)
 
 
 def write_insights(run_dir, model, dataset) -> dict:

@@ -58,12 +58,13 @@ def ranked_users(test_users: int, epochs: int, model) -> int:
     seconds a validated user takes, its expected time."""
     snapshots = sum(rundir.is_snapshot_epoch(epoch) for epoch in range(1, epochs + 1))
     return (test_users * TEST_MODELS + snapshots * min(test_users, SNAPSHOT_USERS)
-            + insights.ranked_users(model))
+            + insights.ranked_users(model, test_users))
 
 
-def fit_seconds(num_items: int) -> float:
-    """What write_evaluation spends beyond ranking: EASE's fit."""
-    return ease.expected_seconds(num_items)
+def extra_seconds(model, dataset) -> float:
+    """What write_evaluation spends beyond ranking: EASE's fit and the insights' agreement
+    (`model`: any SASRec of the run's shape, trained or not)."""
+    return ease.expected_seconds(dataset.num_items) + insights.expected_seconds(model, dataset)
 
 
 def is_current(metrics: dict | None) -> bool:

@@ -67,7 +67,7 @@ class Pace:
     validation_share: float  # estimated cost of a validation over an epoch's
     validated_users: int
     ranked_users: int  # users the final evaluation ranks every item for (report.ranked_users)
-    fit_seconds: float = 0.0  # what else it takes: fitting the baselines (report.fit_seconds)
+    extra_seconds: float = 0.0  # what else it takes: fitting the baselines, the insights (report.extra_seconds)
     seconds_per_step: float | None = None
     validation_seconds: float | None = None
 
@@ -82,7 +82,7 @@ class Pace:
     def reserve(self) -> float:
         """The final test evaluation's expected time, which a time budget must leave for it."""
         per_user = self.validation_seconds_estimate() / max(self.validated_users, 1)
-        return per_user * self.ranked_users + self.fit_seconds
+        return per_user * self.ranked_users + self.extra_seconds
 
     def seconds_left(self, step: int, end_step: int) -> float:
         """From `step` to the end of the final evaluation, if training ends at end_step."""

@@ -35,7 +35,7 @@ def test_a_plan_fits_training_validation_and_the_final_evaluation_in_the_budget(
     # 0.1 s a step, a 2 s validation of 1,000 users per 100-step epoch; the test ranks 6,000: 12 s.
     measured = pace(validation_seconds=2.0)
     assert measured.reserve() == pytest.approx(12.0)
-    assert pace(validation_seconds=2.0, fit_seconds=5.0).reserve() == pytest.approx(17.0)
+    assert pace(validation_seconds=2.0, extra_seconds=5.0).reserve() == pytest.approx(17.0)
     schedule = Schedule(lr=0.001, steps_per_epoch=100, epoch_limit=1000, budget_seconds=600)
     end = schedule.plan(step=500, elapsed=60.0, pace=measured)
     # (600 - 60 - 12) s left at 0.12 s a step (0.1 training, 0.02 validation)
