@@ -406,6 +406,10 @@ class Trainer:
         return f"finished {epochs}"
 
     def finish(self, outcome: str, message: str) -> dict:
+        # Training's collectives are over: every rank leaves the group here, together. A rank that
+        # left at its exit while rank 0 still evaluated, alone, could abort there (SIGABRT, in CI).
+        self.dist.barrier()
+        self.dist.close()
         summary = {"epochs": self.state["epoch"], "best_epoch": self.state["best_epoch"], "ended_by": self.ended_by,
                    "best_valid_ndcg@10": self.state["best_valid_ndcg@10"],
                    "elapsed_seconds": time.time() - self.started, "device": str(self.device)}
