@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,20 +94,6 @@ def step_flops(result: dict) -> float:
     return 3 * 2 * macs  # forward, and a backward of twice its cost
 
 
-def matmul_gflops(dtype, threads: int) -> float:
-    import torch
-
-    torch.set_num_threads(threads)
-    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
-    a @ b
-    seconds = []
-    for _ in range(5):
-        started = time.perf_counter()
-        a @ b
-        seconds.append(time.perf_counter() - started)
-    return 2 * 2048 ** 3 / statistics.median(seconds) / 1e9
-
-
 def games_log(folder: Path) -> str:
     from sasrec.synthetic import generate_log
 
@@ -138,12 +123,14 @@ def main():
     import torch
 
     from bench.machine import machine_info
+    from sasrec.machine import matmul_gflops
 
     machine = machine_info()
     bf16 = machine["bf16"]
-    peak = {"fp32": matmul_gflops(torch.float32, args.threads)}
+    torch.set_num_threads(args.threads)
+    peak = {"fp32": matmul_gflops()}
     if bf16:
-        peak["bf16"] = matmul_gflops(torch.bfloat16, args.threads)
+        peak["bf16"] = matmul_gflops(dtype=torch.bfloat16)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         versions = {"after": ROOT}

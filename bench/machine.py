@@ -5,10 +5,10 @@ matmul rate taken in the same run, which says how fast this machine is right now
 
 import os
 import platform
-import statistics
-import time
 
 import torch
+
+from sasrec.machine import matmul_gflops
 
 
 def cpu_model_and_flags() -> tuple[str, list[str]]:
@@ -29,23 +29,11 @@ def cpu_model_and_flags() -> tuple[str, list[str]]:
     return model, [flag for flag in wanted if flag in flags]
 
 
-def matmul_gflops(size: int = 2048, repeat: int = 5) -> float:
-    """Median fp32 GFLOP/s of a size x size matmul on the CPU, with torch's current threads."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm-up
-    seconds = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        a @ b
-        seconds.append(time.perf_counter() - started)
-    return round(2 * size ** 3 / statistics.median(seconds) / 1e9, 1)
-
-
 def machine_info() -> dict:
     model, flags = cpu_model_and_flags()
     info = {"cpu": model, "cpu_flags": flags, "bf16": "avx512_bf16" in flags or "amx_bf16" in flags,
             "avx512": "avx512f" in flags, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "matmul_2048_fp32_gflops": matmul_gflops()}
+            "torch": torch.__version__, "matmul_2048_fp32_gflops": round(matmul_gflops(), 1)}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     try:

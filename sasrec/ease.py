@@ -23,6 +23,7 @@ import torch
 
 from . import sequences
 from .beyond import item_popularity
+from .machine import matmul_gflops
 
 # The largest catalog EASE is fitted for. On the development machine's 2 cores (python -m bench.ease) one
 # inverse takes 9 CPU-seconds at 8,000 items, 28 at 12,000 and 95 at 18,000 (about half that in wall time
@@ -51,14 +52,7 @@ def expected_seconds(num_items: int) -> float:
     SEARCH_ITEMS items, a few more than the grid), at the rate this machine multiplies matrices now."""
     if too_big(num_items):
         return 0.0
-    a = torch.randn(1024, 1024)
-    a @ a
-    seconds = []
-    for _ in range(3):
-        started = time.perf_counter()
-        a @ a
-        seconds.append(time.perf_counter() - started)
-    multiply_adds_per_second = 1024 ** 3 / max(min(seconds), 1e-6)
+    multiply_adds_per_second = matmul_gflops(1024, repeat=3) * 1e9 / 2
     searched = min(num_items, SEARCH_ITEMS)
     return 4 / 3 * (num_items ** 3 + (len(LAMBDA_SCALES) + 2) * searched ** 3) / multiply_adds_per_second
 

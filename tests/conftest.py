@@ -84,6 +84,26 @@ def run_config():
 
 
 @pytest.fixture(scope="session")
+def planted_run(tmp_path_factory, run_config):
+    """Train a small model on series episodes in order, films by genre and franchises (generate(seed)),
+    8 epochs of full-softmax CE: returns (dataset, items table, run directory). Settings add to or
+    replace the small model's."""
+
+    def trained(seed: int, **settings):
+        from sasrec.train import train
+
+        interactions, items = generate(seed=seed, num_users=400, num_series=6, num_films=60, num_franchises=3)
+        dataset = build_dataset(interactions, Columns("user_id", "item_id", "timestamp"), items, source="planted")
+        config = run_config(**{"epochs": 8, "patience": 30, "batch_size": 64, "lr": 3e-3, "device": "cpu", "seed": 0,
+                               "maxlen": 20, "hidden": 32, "dropout": 0.1, "loss": "ce", "threads": 1} | settings)
+        run_dir = tmp_path_factory.mktemp("planted") / "run"
+        assert train(dataset, config, run_dir)["state"] == "finished"
+        return dataset, items, run_dir
+
+    return trained
+
+
+@pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
     """Base URL of a running app whose workspace is a fresh temporary folder. The browser tests share
     it and some leave a run training: with slots for several runs at once, none waits for another

@@ -10,28 +10,20 @@ from hypothesis import strategies as st
 
 from sasrec import explain, rundir
 from sasrec.analysis import sample_users
-from sasrec.dataset import build_dataset
 from sasrec.inference import Recommender
 from sasrec.model import SASRec, SASRecConfig
-from sasrec.readers import Columns, DataError
+from sasrec.readers import DataError
 from sasrec.sequences import holdout
-from sasrec.synthetic import generate, next_episode_prefixes
-from sasrec.train import train
+from sasrec.synthetic import next_episode_prefixes
 from sasrec.ui.charts import NOT_IN_OTHER, checkpoint_labels, overlap_sentence, side_by_side
 
 EPOCHS = 8
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory, run_config):
+def planted(planted_run):
     """(dataset, items table, run directory) of a small model trained on series episodes in order."""
-    interactions, items = generate(seed=3, num_users=400, num_series=6, num_films=60, num_franchises=3)
-    dataset = build_dataset(interactions, Columns("user_id", "item_id", "timestamp"), items, source="planted")
-    config = run_config(epochs=EPOCHS, patience=30, batch_size=64, lr=3e-3, device="cpu", seed=0, maxlen=20,
-                        hidden=32, dropout=0.1, loss="ce", threads=1)
-    run_dir = tmp_path_factory.mktemp("planted") / "run"
-    assert train(dataset, config, run_dir)["state"] == "finished"
-    return dataset, items, run_dir
+    return planted_run(seed=3, epochs=EPOCHS)
 
 
 @pytest.fixture(scope="module")

@@ -11,28 +11,20 @@ import torch
 
 from sasrec import counterfactual, explain, insights, rundir
 from sasrec.analysis import category_codes
-from sasrec.dataset import build_dataset
 from sasrec.evaluate import rank_metrics, rank_targets, sasrec_scorer, validation_users
 from sasrec.inference import Recommender
 from sasrec.model import SASRec, SASRecConfig
-from sasrec.readers import Columns, DataError
+from sasrec.readers import DataError
 from sasrec.sequences import holdout
-from sasrec.synthetic import generate, next_episode_prefixes
-from sasrec.train import train
+from sasrec.synthetic import next_episode_prefixes
 from sasrec.ui import charts
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory, run_config):
+def planted(planted_run):
     """(dataset, items table, run directory) of a model of 2 layers x 2 heads trained on series episodes
     in order, films by genre and franchises; the run wrote its insights when it finished."""
-    interactions, items = generate(seed=5, num_users=400, num_series=6, num_films=60, num_franchises=3)
-    dataset = build_dataset(interactions, Columns("user_id", "item_id", "timestamp"), items, source="planted")
-    config = run_config(epochs=8, patience=30, batch_size=64, lr=3e-3, device="cpu", seed=0, maxlen=20,
-                        hidden=32, num_blocks=2, num_heads=2, dropout=0.1, loss="ce", threads=1)
-    run_dir = tmp_path_factory.mktemp("planted") / "run"
-    assert train(dataset, config, run_dir)["state"] == "finished"
-    return dataset, items, run_dir
+    return planted_run(seed=5, num_blocks=2, num_heads=2)
 
 
 @pytest.fixture(scope="module")
