@@ -6,6 +6,7 @@ old positions are trained on too. The windows are built once as two integer matr
 and kept on the device; an epoch is a permutation of their rows.
 """
 
+import gc
 import math
 import signal
 import time
@@ -406,8 +407,12 @@ class Trainer:
         return f"finished {epochs}"
 
     def finish(self, outcome: str, message: str) -> dict:
-        # Training's collectives are over: every rank leaves the group here, together. A rank that
-        # left at its exit while rank 0 still evaluated, alone, could abort there (SIGABRT, in CI).
+        # Training's collectives are over: every rank drops its DDP wrapper, whose reducer keeps gloo's
+        # last work and its tensors, and leaves the group here, together, while the interpreter is
+        # whole. Left to the interpreter's exit, that teardown aborted rank 1 (SIGABRT) in CI.
+        if self.dist.active:
+            self.step_model = None
+            gc.collect()
         self.dist.barrier()
         self.dist.close()
         summary = {"epochs": self.state["epoch"], "best_epoch": self.state["best_epoch"], "ended_by": self.ended_by,
