@@ -15,6 +15,7 @@ EASE to MAX_ITEMS: see its comment for the measured figures.
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,13 +94,22 @@ def gram(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, num_items: int
     rows, columns = held_items(items, starts, ends, num_items)
     X_t = user_item_matrix(items, starts, ends, num_items).t()
     G = torch.zeros(num_items + 1, num_items + 1)
-    for lo in range(0, num_items + 1, block):
-        inside = (columns >= lo) & (columns < lo + block)  # sorted by row: coalesced
-        X_block = torch.sparse_coo_tensor(torch.as_tensor(np.stack([rows[inside], columns[inside] - lo])),
-                                          torch.ones(int(inside.sum())), (len(starts), min(block, num_items + 1 - lo)),
-                                          is_coalesced=True, check_invariants=False)
-        G[:, lo:lo + block] = torch.sparse.mm(X_t, X_block).to_dense()
+    # torch warns that its sparse CSR support is in beta, on every training's stderr; the products are
+    # checked against XᵀX in tests/test_ease.py.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        for lo in range(0, num_items + 1, block):
+            G[:, lo:lo + block] = torch.sparse.mm(X_t, _column_block(rows, columns, len(starts), lo,
+                                                                     min(block, num_items + 1 - lo))).to_dense()
     return G
+
+
+def _column_block(rows: np.ndarray, columns: np.ndarray, num_rows: int, lo: int, width: int) -> torch.Tensor:
+    """The sparse (num_rows, width) matrix of the cells whose column is in lo..lo + width - 1."""
+    inside = (columns >= lo) & (columns < lo + width)  # sorted by row: coalesced
+    return torch.sparse_coo_tensor(torch.as_tensor(np.stack([rows[inside], columns[inside] - lo])),
+                                   torch.ones(int(inside.sum())), (num_rows, width), is_coalesced=True,
+                                   check_invariants=False)
 
 
 def spd_inverse(A: torch.Tensor, leaf: int = LEAF) -> torch.Tensor:

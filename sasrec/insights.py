@@ -43,11 +43,11 @@ def expected_seconds(model, dataset) -> float:
     of the model, on the CPU as write_insights runs it), and scaled up."""
     split = sequences.holdout(dataset, "valid")
     users = analysis.sample_users(dataset, AGREEMENT_USERS)
-    users = users[np.argsort(split.ends[users] - split.starts[users], kind="stable")]
+    probed = users[np.argsort(split.ends[users] - split.starts[users], kind="stable")][PROBE_EVERY // 2::PROBE_EVERY]
     probe = copy.deepcopy(model).cpu()
     started = time.perf_counter()
-    explain.attention_effect_agreement(probe, dataset, users[PROBE_EVERY // 2::PROBE_EVERY])
-    return (time.perf_counter() - started) * len(users) / max(len(users[PROBE_EVERY // 2::PROBE_EVERY]), 1)
+    explain.attention_effect_agreement(probe, dataset, probed)
+    return (time.perf_counter() - started) * len(users) / max(len(probed), 1)
 
 
 def write_insights(run_dir, model, dataset) -> dict:
