@@ -61,10 +61,19 @@ def ranked_users(test_users: int, epochs: int, model) -> int:
             + insights.ranked_users(model, test_users))
 
 
-def extra_seconds(model, dataset) -> float:
-    """What write_evaluation spends beyond ranking: EASE's fit and the insights' agreement
-    (`model`: any SASRec of the run's shape, trained or not)."""
-    return ease.expected_seconds(dataset.num_items) + insights.expected_seconds(model, dataset)
+def extra_seconds(run_dir, model, dataset) -> float:
+    """What write_evaluation spends beyond ranking: EASE's fit, unless another run in the workspace
+    stored it for this split, and the insights' agreement (`model`: any SASRec of the run's shape,
+    trained or not)."""
+    fit = 0.0 if stored_ease(run_dir, dataset) else ease.expected_seconds(dataset.num_items)
+    return fit + insights.expected_seconds(model, dataset)
+
+
+def stored_ease(run_dir, dataset) -> dict | None:
+    """EASE's test results for this split as a run beside run_dir stored them (ease.find_stored), or None."""
+    if ease.too_big(dataset.num_items):
+        return None
+    return ease.find_stored(sorted(Path(run_dir).parent.glob(f"*/{FOLDER}/{ease.STORED}")), ease_key(dataset))
 
 
 def is_current(metrics: dict | None) -> bool:
@@ -77,9 +86,7 @@ def write_evaluation(run_dir, model, dataset, device="cpu", on_progress=None) ->
     metrics. on_progress(message) is told what is being done as each part starts."""
     say = on_progress or (lambda message: None)
     started = time.perf_counter()
-    found = None if ease.too_big(dataset.num_items) else ease.find_stored(
-        sorted(Path(run_dir).parent.glob(f"*/{FOLDER}/{ease.STORED}")), ease_key(dataset))
-    report = evaluate(model, dataset, "test", device=device, on_progress=say, ease_found=found)
+    report = evaluate(model, dataset, "test", device=device, on_progress=say, ease_found=stored_ease(run_dir, dataset))
     moment = time.perf_counter()
     snapshots = snapshot_points(run_dir, model, dataset, device, beyond.item_popularity(dataset, "test"), say)
     seconds = {"ranking": report.seconds, "snapshots": round(time.perf_counter() - moment, 2)}

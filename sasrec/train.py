@@ -181,7 +181,7 @@ class Trainer:
                                           len(self.validation_split), np.diff(dataset.offsets))
         self.pace = Pace(self.steps_per_epoch, self.train_config.eval_every, share, len(self.validation_split),
                          ranked_users(len(holdout(dataset, "test")), self.train_config.epochs, config.model),
-                         extra_seconds(self.model, dataset) if dist.is_main else 0.0)  # rank 0 plans
+                         extra_seconds(self.run_dir, self.model, dataset) if dist.is_main else 0.0)  # rank 0 plans
         if resume:  # the pace it trained at, so that a resumed run plans at once (more time: a later end)
             self.pace.seconds_per_step = next((m["epoch_seconds"] / self.steps_per_epoch for m in reversed(self.history)
                                                if "epoch_seconds" in m and "epoch_fraction" not in m), None)

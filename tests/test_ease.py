@@ -124,3 +124,10 @@ def test_lambda_is_searched_on_the_most_popular_items_of_a_big_catalog(make_data
     monkeypatch.setattr(ease, "SEARCH_ITEMS", 2)
     fitted = ease.fit(data, sequences.holdout(data, "test"))
     assert fitted.searched_items == 2 and fitted.validation_users == len(searched.users)
+
+
+def test_timing_the_fit_leaves_the_global_random_stream_alone():
+    # a seeded run times EASE's fit only when no other run stored it: the draws must not depend on that
+    before = torch.get_rng_state()
+    assert ease.expected_seconds(2000) > 0
+    assert torch.equal(torch.get_rng_state(), before)

@@ -206,6 +206,11 @@ def test_a_run_reuses_ease_from_an_earlier_run_on_the_same_data(evaluated, make_
         raise AssertionError("EASE was fitted again")
 
     monkeypatch.setattr(ease, "fit", no_fit)
+    # a time budget planned beside the stored fit leaves no time for fitting it again
+    monkeypatch.setattr(ease, "expected_seconds", lambda num_items: 1000.0)
+    monkeypatch.setattr(report.insights, "expected_seconds", lambda model, dataset: 2.0)
+    assert report.extra_seconds(second, model, data) == 2.0
+    assert report.extra_seconds(tmp_path / "alone" / "run", model, data) == 1002.0
     again = report.write_evaluation(second, model, data)
     assert again["ease"]["reused_from"] == "first" and again["ease"]["lambda"] == metrics["ease"]["lambda"]
     for name in ("ease_ndcg@10", "ease_sampled_hr@10", "ease_coverage@10", "ease_avg_popularity@10"):
