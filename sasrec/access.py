@@ -54,10 +54,12 @@ def allowed(root, user: User, action: str, **target) -> User:
 def change(root, user: User, action: str, **target):
     """A change of the workspace at `root` for `user`: refused before anything changes unless they
     are an editor (allowed), written to the audit log once done. The body may add to the yielded
-    `target` what the log should say; a change that raises is not logged."""
+    `target` what the log should say; a change that raises is not logged, nor one whose body sets
+    target["unchanged"] (a second click on Stop, say)."""
     allowed(root, user, action, **target)
     yield target
-    audit.record(root, user.name, action, **target)
+    if not target.pop("unchanged", False):
+        audit.record(root, user.name, action, **target)
 
 
 def role_of(claims: dict, settings: dict) -> str:

@@ -211,9 +211,10 @@ def plan_line(plan: dict) -> str:
         return (f"plan: about {plan['epochs']:.0f} epochs of {epoch} fit in the time budget of "
                 f"{duration(plan['budget_seconds'])}, with the final evaluation; the learning rate decays to zero "
                 "at the end")
+    budget = f", within the time budget of {duration(plan['budget_seconds'])}" if plan.get("budget_seconds") else ""
+    advice = "" if budget else " (set a limit with --time-budget, e.g. 10m)"
     return (f"plan: {plan['epoch_limit']} epochs of about {epoch} and the final evaluation take up to "
-            f"{duration(plan['seconds_left'])}; early stopping usually ends a run sooner (set a limit with "
-            "--time-budget, e.g. 10m)")
+            f"{duration(plan['seconds_left'])}{budget}; early stopping usually ends a run sooner{advice}")
 
 
 def cmd_evaluate(args):

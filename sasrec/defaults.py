@@ -137,11 +137,13 @@ def validation_share(model, train, num_items: int, positions: int, validated: in
     """A validation's cost over an epoch's, both in multiply-adds: the Transformer at every
     position (about 12 d^2 per block), then the scores. Training runs the forward and a backward
     of twice its cost and scores the catalog, or the sampled items; validation runs a forward at
-    every position of a history and scores the whole catalog once per user."""
+    every position of a history, but for the last block's keys and values alone (a third of a
+    block) where only the most recent position's output counts, and scores the whole catalog once
+    per user."""
     d = model.hidden
-    per_position = 12 * d * d * model.num_blocks
+    per_block = 12 * d * d
     scored = {"ce": num_items, "bce": 2}.get(train.loss, train.num_negatives + 1)  # items scored per position
-    epoch = 3 * positions * (per_position + d * scored)
+    epoch = 3 * positions * (per_block * model.num_blocks + d * scored)
     history = float(np.minimum(np.maximum(lengths - 2, 1), model.maxlen).mean()) if len(lengths) else 1.0
-    validation = validated * (history * per_position + d * num_items)
+    validation = validated * (history * per_block * (model.num_blocks - 2 / 3) + d * num_items)
     return validation / max(epoch, 1)

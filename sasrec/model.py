@@ -59,32 +59,39 @@ class CausalSelfAttention(nn.Module):
         self.key_value = nn.Linear(config.hidden, 2 * config.hidden)
         self.out = nn.Linear(config.hidden, config.hidden)
 
-    def forward(self, x_query, x_key, need_weights=False, head_mask=None):
+    def forward(self, x_query, x_key, need_weights=False, head_mask=None, last=None):
         """Causal attention: position t looks at positions 0..t. x_query, x_key: (B, T, C).
-        head_mask: (H,) or None; a head whose entry is 0 contributes nothing to the output."""
-        B, T, C = x_query.shape
-        H = self.num_heads
-        q = self.query(x_query).view(B, T, H, C // H).transpose(1, 2)  # (B, H, T, hs)
+        With last, (B, 1) positions, x_query is (B, 1, C): each row's query at its position
+        `last` alone, which looks at positions 0..last of x_key. head_mask: (H,) or None; a head
+        whose entry is 0 contributes nothing to the output."""
+        B, T, C = x_key.shape
+        Q, H = x_query.shape[1], self.num_heads
+        q = self.query(x_query).view(B, Q, H, C // H).transpose(1, 2)  # (B, H, Q, hs)
         k, v = self.key_value(x_key).split(C, dim=2)
         k = k.view(B, T, H, C // H).transpose(1, 2)
         v = v.view(B, T, H, C // H).transpose(1, 2)
+        visible = None if last is None else (torch.arange(T, device=last.device) <= last)[:, None, None, :]  # (B, 1, 1, T)
         # No dropout on the attention weights: it would force the explicit path on a GPU, and
         # the embedding and feed-forward dropout regularise well enough.
         if need_weights or (x_query.device.type == "cpu" and torch.is_autocast_enabled("cpu")):
             # The explicit path gives the weights for the visualisations. It also trains a CPU
             # under bf16 autocast faster: its matmuls run in bf16, while the fused kernel's
             # bf16 backward is slower than its fp32 one (torch 2.13, bench/cpu_precision.py).
-            future = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu(1)
-            scores = torch.baddbmm(future, q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2),
-                                   alpha=1 / math.sqrt(C // H))  # (B*H, T, T)
-            weights = scores.softmax(dim=-1).view(B, H, T, T)
+            if visible is None:
+                hidden_keys = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu(1)
+            else:
+                hidden_keys = torch.zeros(B, H, 1, T, dtype=q.dtype, device=q.device).masked_fill(
+                    ~visible, float("-inf")).flatten(0, 1)
+            scores = torch.baddbmm(hidden_keys, q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2),
+                                   alpha=1 / math.sqrt(C // H))  # (B*H, Q, T)
+            weights = scores.softmax(dim=-1).view(B, H, Q, T)
             y = weights @ v
         else:
             weights = None
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        if head_mask is not None:  # (B, H, T, hs): a masked head's output is zero before the heads are mixed
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible, is_causal=visible is None)
+        if head_mask is not None:  # (B, H, Q, hs): a masked head's output is zero before the heads are mixed
             y = y * head_mask.to(y)[:, None, None]  # on y's device, in its dtype
-        y = y.transpose(1, 2).reshape(B, T, C)
+        y = y.transpose(1, 2).reshape(B, Q, C)
         return self.out(y), weights if need_weights else None
 
 
@@ -134,17 +141,19 @@ class Block(nn.Module):
         self.ln_ffn = nn.LayerNorm(config.hidden)
         self.ffn = FeedForward(config)
 
-    def forward(self, x, need_weights=False, head_mask=None):
+    def forward(self, x, need_weights=False, head_mask=None, last=None):
+        """x: (B, T, C) -> (B, T, C); or, with last, (B, 1) positions, the output at those alone, (B, 1, C)."""
+        at_last = (lambda t: t) if last is None else (lambda t: t.gather(1, last[:, :, None].expand(-1, -1, t.shape[2])))
         if self.norm == "paper":
-            query = self.ln_attention(x)
-            attended, weights = self.attention(query, x, need_weights, head_mask)
+            query = self.ln_attention(at_last(x))
+            attended, weights = self.attention(query, x, need_weights, head_mask, last)
             x = query + attended
             x = self.ln_ffn(x)
             x = x + self.ffn(x)
         else:
             h = self.ln_attention(x)
-            attended, weights = self.attention(h, h, need_weights, head_mask)
-            x = x + attended
+            attended, weights = self.attention(at_last(h), h, need_weights, head_mask, last)
+            x = at_last(x) + attended
             x = x + self.ffn(self.ln_ffn(x))
         return x, weights
 
@@ -164,14 +173,18 @@ class SASRec(nn.Module):
             with torch.no_grad():
                 table.weight[0].zero_()
 
-    def forward(self, items, need_weights=False, head_mask=None):
+    def forward(self, items, need_weights=False, head_mask=None, last_only=False):
         """items: (B, T) left-padded item ids. head_mask: (layers, heads) or None; the heads whose
         entry is 0 are switched off (their output is zeroed), and 1 leaves a head as it is.
 
         Returns the hidden state at every position, (B, T, d), and, when need_weights is set,
         the attention weights of every layer and head, (B, layers, heads, T, T), with the
-        rows of padding queries set to zero.
+        rows of padding queries set to zero. last_only (without need_weights) returns the
+        hidden state at the most recent position alone, (B, 1, d): the last block then runs
+        for that position only, as nothing else depends on its other positions.
         """
+        if last_only and need_weights:
+            raise ValueError("last_only gives no attention weights")
         B, T = items.shape
         # Roll each row so that its items come first and its padding last. Then the plain
         # causal mask is all the masking needed: no item ever sees a padding position, and
@@ -187,11 +200,15 @@ class SASRec(nn.Module):
         x = self.item_embedding(items) * math.sqrt(self.config.hidden) + self.position_embedding(positions)
         x = self.dropout(x)
 
+        last = (T - 1 - num_padding).clamp(min=0) if last_only else None  # (B, 1): the most recent item, rolled
         layer_weights = []
         for layer, block in enumerate(self.blocks):
-            x, weights = block(x, need_weights, None if head_mask is None else head_mask[layer])
+            final = layer == len(self.blocks) - 1
+            x, weights = block(x, need_weights, None if head_mask is None else head_mask[layer], last if final else None)
             layer_weights.append(weights)
         hidden = self.ln_final(x)
+        if last_only:
+            return hidden, None
 
         unrolled = (index - num_padding) % T  # back to the caller's left-padded layout
         hidden = hidden.gather(1, unrolled[:, :, None].expand(B, T, hidden.shape[-1]))
@@ -209,5 +226,5 @@ class SASRec(nn.Module):
 
     def last_hidden(self, items, need_weights=False, head_mask=None):
         """Hidden state at the most recent position, the one that predicts the next item."""
-        hidden, attention = self(items, need_weights, head_mask)
+        hidden, attention = self(items, need_weights, head_mask, last_only=not need_weights)
         return hidden[:, -1], attention

@@ -230,10 +230,15 @@ class Run:
         return read_json(self.path / "launch.json", {}) or {}
 
     def status(self) -> dict:
+        """status.json as the trainer last wrote it; or, for a run queued or launched whose trainer has
+        not written yet, its state with "earlier_seconds": the time of a resumed run's earlier sessions
+        (0 for a new run), taken from the same read of status.json, which the new trainer may replace."""
+        status = read_json(self.path / "status.json")
+        earlier = {"earlier_seconds": status["updated"] - status["started"]
+                   if isinstance(status, dict) and {"updated", "started"} <= set(status) else 0.0}
         queued = read_json(self.path / QUEUE_FILE)
         if isinstance(queued, dict):
-            return {"state": QUEUED, "message": "waiting for a free training slot", **queued}
-        status = read_json(self.path / "status.json")
+            return {"state": QUEUED, "message": "waiting for a free training slot", **queued, **earlier}
         launch = self.launch()
         # A launch after the trainer's last word (a resumed run) is a process that has not written yet.
         # (launch.json's "started" is the launcher's clock right after the start, before the new trainer
@@ -243,7 +248,7 @@ class Run:
         if isinstance(status, dict) and "state" in status and not relaunched:
             return status
         if launch:  # started, but the trainer has not written yet
-            return {"state": RUNNING, "message": "starting: loading the data and building the model", **launch}
+            return {"state": RUNNING, "message": "starting: loading the data and building the model", **launch, **earlier}
         return {"state": "unknown", "message": ""}
 
     def state(self) -> str:

@@ -367,6 +367,9 @@ class Workspace:
                     target["was_queued"] = True
                     self._dequeue(run)
                     return
+            if run.stop_requested() or run.state() != rundir.RUNNING:  # asked already, or ended meanwhile
+                target["unchanged"] = True
+                return
             _stop(run)
 
     def cancel_run(self, run: rundir.Run) -> None:
@@ -427,8 +430,7 @@ class Workspace:
         state = run.state()
         started = status.get("started") or config.get("created") or run.path.stat().st_mtime
         if "updated" not in status:  # launched, and its trainer has not written yet (see Run.status)
-            earlier = rundir.read_json(run.path / "status.json") or {}  # a resumed run's last session
-            duration = earlier["updated"] - earlier["started"] if {"updated", "started"} <= set(earlier) else 0.0
+            duration = status.get("earlier_seconds", 0.0)
         else:
             duration = (time.time() if state == rundir.RUNNING else status["updated"]) - started
         valid = [m["valid_ndcg@10"] for m in run.metrics() if "valid_ndcg@10" in m]

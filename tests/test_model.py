@@ -73,6 +73,25 @@ def test_history_scores_the_same_alone_and_in_a_batch(history, others, norm):
     torch.testing.assert_close(model.score_items(batched[0]), model.score_items(alone[0]), atol=1e-4, rtol=1e-5)
 
 
+@given(batch=st.lists(st.lists(st.integers(0, NUM_ITEMS), max_size=MAXLEN), min_size=1, max_size=5),
+       heads_on=st.lists(st.booleans(), min_size=4, max_size=4), norm=norms)
+def test_the_last_position_alone_is_the_full_forwards_last_position(batch, heads_on, norm):
+    # last_hidden runs the last block for the most recent position only; any padding, even a row
+    # of padding alone, and any head mask must give what the whole forward gives there
+    model = MODELS[norm]
+    width = max(max(len(h) for h in batch), 1)
+    items = torch.cat([left_pad([i for i in h if i], width) for h in batch])
+    mask = torch.tensor(heads_on, dtype=torch.float32).view(2, 2)
+    for head_mask in (None, mask):
+        full, _ = model(items, head_mask=head_mask)
+        alone, _ = model.last_hidden(items, head_mask=head_mask)
+        torch.testing.assert_close(alone, full[:, -1], atol=1e-5, rtol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # the explicit attention path
+            full, _ = model(items, head_mask=head_mask)
+            alone, _ = model.last_hidden(items, head_mask=head_mask)
+        torch.testing.assert_close(alone.float(), full[:, -1].float(), atol=0.02, rtol=0.02)
+
+
 @pytest.mark.parametrize("norm", sorted(MODELS))
 def test_fused_and_explicit_attention_agree(norm):
     model = MODELS[norm]

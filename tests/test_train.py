@@ -355,3 +355,12 @@ def test_a_time_budget_ends_the_run_at_its_planned_end_and_more_time_resumes_it(
     budget = run.config()["train"]["time_budget"] * 60
     assert 15 + 20 - 3 < budget < 15 + 20 + 3  # what the first part used, plus the 20 s given
     assert len(run.metrics()) > len(metrics)
+
+
+def test_the_plan_line_offers_a_budget_only_to_a_run_without_one():
+    from sasrec.cli import plan_line
+
+    limited = {"epoch_seconds": 1.5, "ends_by_budget": False, "epoch_limit": 2, "seconds_left": 11.0}
+    assert "set a limit with --time-budget" in plan_line(limited | {"budget_seconds": None})
+    budgeted = plan_line(limited | {"budget_seconds": 600.0})
+    assert "within the time budget of 10 min" in budgeted and "--time-budget" not in budgeted
