@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,12 +53,17 @@ class StepClock:
         return enough or too_long
 
 
-def estimate(dataset, config: RunConfig, steps: int = STEPS, warmup: int = WARMUP) -> dict:
-    """Seconds per epoch and for the whole run of `config` on `dataset`, from timed steps."""
+def estimate(dataset, config: RunConfig, steps: int = STEPS, warmup: int = WARMUP, runs=None) -> dict:
+    """Seconds per epoch and for the whole run of `config` on `dataset`, from timed steps. `runs`: the
+    folder the run will be in, whose runs may have stored what its final evaluation would fit (EASE)."""
     from .train import Trainer  # the training code itself, so that the estimate follows it
 
-    with tempfile.TemporaryDirectory(prefix="sasrec-estimate-") as scratch:
-        trainer = Trainer(dataset, config, scratch)
+    # In `runs`, hidden from the workspace's listing by its dot, the trainer plans beside the same
+    # runs as the real one will; without it, in a folder of its own, beside none.
+    with tempfile.TemporaryDirectory(prefix=".estimate-", dir=runs) as scratch:
+        run_dir = Path(scratch) if runs else Path(scratch) / "alone"
+        run_dir.mkdir(exist_ok=True)
+        trainer = Trainer(dataset, config, run_dir)
         resolved, train = trainer.config, trainer.train_config
         trainer.rng = np.random.default_rng([train.seed, 1])
         trainer.started = time.time()
@@ -115,13 +121,13 @@ def faster_settings(result: dict, num_items: int) -> dict:
     return faster
 
 
-def estimate_with_faster(dataset, config: RunConfig) -> dict:
+def estimate_with_faster(dataset, config: RunConfig, runs=None) -> dict:
     """estimate(), and when the run is long, the faster settings and their estimate ("faster")."""
-    result = estimate(dataset, config)
+    result = estimate(dataset, config, runs=runs)
     if result["total_seconds"] > LONG_SECONDS:
         faster = faster_settings(result, dataset.num_items)
         if faster:
-            result["faster"] = estimate(dataset, with_settings(config, **faster)) | {"changes": faster}
+            result["faster"] = estimate(dataset, with_settings(config, **faster), runs=runs) | {"changes": faster}
     return result
 
 
@@ -131,6 +137,8 @@ def main(argv=None) -> None:
                                                         "- reads it from stdin")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     parser.add_argument("--faster", action="store_true", help="for a long run, also estimate faster settings")
+    parser.add_argument("--runs", type=Path, help="the folder the run will be in: what its runs stored (EASE's fit) "
+                                                  "is not planned for again")
     args = parser.parse_args(argv)
     try:
         if args.config == "-":
@@ -140,7 +148,9 @@ def main(argv=None) -> None:
         if args.threads:
             config = replace(config, train=replace(config.train, threads=args.threads))
         dataset = config.data.load()
-        result = (estimate_with_faster if args.faster else estimate)(dataset, config)
+        if args.runs is not None and not args.runs.is_dir():
+            raise ValueError(f"--runs {args.runs} is not a folder")
+        result = (estimate_with_faster if args.faster else estimate)(dataset, config, runs=args.runs)
     except (DataError, rundir.RunError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -339,7 +339,7 @@ class Workspace:
         access.allowed(self.root, self.user, "estimate", dataset=str(dataset_name)[:80])
         check_devices(config)
         config = replace(config, data=self.data_config(dataset_name))
-        argv = [sys.executable, "-m", "sasrec.estimate", "--config", "-", "--faster"]
+        argv = [sys.executable, "-m", "sasrec.estimate", "--config", "-", "--faster", "--runs", str(self.root / "runs")]
         if not config.train.threads:
             argv += ["--threads", str(training_threads())]
         if shutil.which("nice"):

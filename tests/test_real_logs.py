@@ -53,6 +53,25 @@ def test_the_estimate_times_the_run_as_it_would_train(log_dataset):
     assert "faster" not in result, "a run of seconds needs no faster settings"
 
 
+def test_the_estimate_plans_no_ease_fit_beside_a_run_that_stored_it(log_dataset, tmp_path, monkeypatch):
+    from sasrec import ease, report
+    from sasrec.model import SASRec, SASRecConfig
+
+    monkeypatch.setattr(ease, "expected_seconds", lambda num_items: 1000.0)
+    config = RunConfig(*configs("auto", hidden=16, num_blocks=1, num_heads=1, epochs=2, batch_size=16, threads=1),
+                       data=None)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    assert estimate_module.estimate(log_dataset, config, runs=runs)["test_seconds"] > 1000
+    # a run beside it evaluated on the same split, and stored EASE's results there
+    (runs / "first").mkdir()
+    report.write_evaluation(runs / "first", SASRec(SASRecConfig(num_items=log_dataset.num_items, maxlen=8, hidden=8,
+                                                                  num_heads=1)).eval(), log_dataset)
+    assert estimate_module.estimate(log_dataset, config, runs=runs)["test_seconds"] < 1000
+    assert estimate_module.estimate(log_dataset, config)["test_seconds"] > 1000, "alone, it finds nothing stored"
+    assert [p.name for p in runs.iterdir()] == ["first"], "the estimate leaves nothing in the runs folder"
+
+
 def test_a_long_run_is_offered_faster_settings(log_dataset, monkeypatch):
     monkeypatch.setattr(estimate_module, "LONG_SECONDS", 0.0)
     config = RunConfig(*configs("sasrec+", hidden=16, num_blocks=1, num_heads=1, threads=1), data=None)
