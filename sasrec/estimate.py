@@ -16,6 +16,7 @@ get (Workspace.estimate), so that the timing is the run's and the app's threads 
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ STEPS, WARMUP = 8, 2  # timed training steps, after untimed ones
 BUDGET_SECONDS = 20.0  # stop timing steps after this long (a huge catalog), once a few are timed
 VALIDATION_SAMPLE = 1000  # users validated to time validation
 LONG_SECONDS = 15 * 60  # a run longer than this gets faster settings offered
+SCRATCH_PREFIX = ".estimate-"  # the scratch run's folder in the runs folder: a dot, so no run listing shows it
 
 
 class StepClock:
@@ -60,7 +62,7 @@ def estimate(dataset, config: RunConfig, steps: int = STEPS, warmup: int = WARMU
 
     # In `runs`, hidden from the workspace's listing by its dot, the trainer plans beside the same
     # runs as the real one will; without it, in a folder of its own, beside none.
-    with tempfile.TemporaryDirectory(prefix=".estimate-", dir=runs) as scratch:
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=runs) as scratch:
         run_dir = Path(scratch) if runs else Path(scratch) / "alone"
         run_dir.mkdir(exist_ok=True)
         trainer = Trainer(dataset, config, run_dir)
@@ -100,6 +102,17 @@ def estimate(dataset, config: RunConfig, steps: int = STEPS, warmup: int = WARMU
             "steps_per_epoch": trainer.steps_per_epoch, "seconds_per_step": seconds_per_step,
             "steps_timed": len(intervals), "validation_seconds": validation_seconds, "test_seconds": test_seconds,
             "settings": settings, "device": str(trainer.device), "threads": torch.get_num_threads()}
+
+
+def remove_leftovers(runs, older_than: float) -> None:
+    """Remove the scratch folders that estimates killed over `older_than` seconds ago left in `runs`
+    (an estimate's own cleanup dies with it); a younger one may be a live estimate's."""
+    for folder in Path(runs).glob(SCRATCH_PREFIX + "*"):
+        try:
+            if folder.is_dir() and not folder.is_symlink() and time.time() - folder.stat().st_mtime > older_than:
+                shutil.rmtree(folder)
+        except OSError:
+            pass  # another sweep took it first
 
 
 def faster_settings(result: dict, num_items: int) -> dict:

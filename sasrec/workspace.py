@@ -41,6 +41,7 @@ import torch
 from . import access, audit, rundir, training_queue
 from .config import DataConfig, RunConfig
 from .dataset import Preprocessing
+from .estimate import remove_leftovers
 from .readers import Columns
 from .train import resolve_device
 
@@ -339,6 +340,7 @@ class Workspace:
         access.allowed(self.root, self.user, "estimate", dataset=str(dataset_name)[:80])
         check_devices(config)
         config = replace(config, data=self.data_config(dataset_name))
+        remove_leftovers(self.root / "runs", older_than=2 * timeout)
         argv = [sys.executable, "-m", "sasrec.estimate", "--config", "-", "--faster", "--runs", str(self.root / "runs")]
         if not config.train.threads:
             argv += ["--threads", str(training_threads())]

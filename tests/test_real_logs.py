@@ -72,6 +72,18 @@ def test_the_estimate_plans_no_ease_fit_beside_a_run_that_stored_it(log_dataset,
     assert [p.name for p in runs.iterdir()] == ["first"], "the estimate leaves nothing in the runs folder"
 
 
+def test_what_a_killed_estimate_left_is_removed_and_a_live_ones_folder_kept(tmp_path):
+    runs = tmp_path / "runs"
+    killed, live, run = runs / ".estimate-killed", runs / ".estimate-live", runs / "a-run"
+    for folder in (killed, live, run):
+        (folder / "alone").mkdir(parents=True)
+    hour_ago = time.time() - 3600
+    for folder in (killed, run):
+        os.utime(folder, (hour_ago, hour_ago))
+    estimate_module.remove_leftovers(runs, older_than=360)
+    assert sorted(p.name for p in runs.iterdir()) == [".estimate-live", "a-run"], "runs themselves are never touched"
+
+
 def test_a_long_run_is_offered_faster_settings(log_dataset, monkeypatch):
     monkeypatch.setattr(estimate_module, "LONG_SECONDS", 0.0)
     config = RunConfig(*configs("sasrec+", hidden=16, num_blocks=1, num_heads=1, threads=1), data=None)
