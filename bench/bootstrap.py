@@ -4,8 +4,9 @@
     python -m bench.bootstrap --users 200000 --repeat 7
 
 Times sasrec.stats.resampled_means in CPU seconds and wall seconds, median over --repeat calls.
-One JSON line. This was a timed unit test until a busy CI machine took 1.2 CPU-seconds for what
-takes 0.4 here: a speed figure belongs in a bench that records its machine.
+One JSON line. This was a timed unit test until a busy CI machine took 1.23 CPU-seconds for what
+takes 0.51 here (median of 5; one call of the five took 1.26 here too): a speed figure belongs in a
+bench that records its machine.
 """
 
 import argparse
