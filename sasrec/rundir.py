@@ -172,17 +172,25 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
 
 def process_identity(pid: int | None = None) -> dict:
-    """{"pid", "process_started"}: a process named so that a later process that reuses its pid is
-    not taken for it."""
+    """{"pid", "process_started", "started_since_boot"}: a process named so that a later process that
+    reuses its pid is not taken for it. "process_started" is wall-clock time, for people and for time
+    budgets; is_alive compares "started_since_boot", which no change of the system clock moves."""
     process = psutil.Process(pid)
-    return {"pid": process.pid, "process_started": process.create_time()}
+    return {"pid": process.pid, "process_started": process.create_time(), "started_since_boot": _since_boot(process)}
+
+
+def _since_boot(process: psutil.Process) -> float:
+    # psutil adds the boot time to the kernel's ticks-since-boot, and it reads the boot time from the
+    # clock now: a clock adjustment moves it (by a whole second in one CI run, which made a live
+    # trainer look interrupted). Taking it back off leaves the ticks.
+    return process.create_time() - psutil.boot_time()
 
 
 def is_alive(identity: dict) -> bool:
     """Whether the process `identity` names is still running (not a reused pid, not a zombie)."""
     try:
         process = psutil.Process(int(identity["pid"]))
-        same = abs(process.create_time() - float(identity["process_started"])) < 0.01
+        same = abs(_since_boot(process) - float(identity["started_since_boot"])) < 0.01
         return same and process.status() != psutil.STATUS_ZOMBIE
     except (KeyError, TypeError, ValueError, psutil.Error):
         return False

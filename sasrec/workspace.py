@@ -369,7 +369,9 @@ class Workspace:
                     target["was_queued"] = True
                     self._dequeue(run)
                     return
-            if run.stop_requested() or run.state() != rundir.RUNNING:  # asked already, or ended meanwhile
+            # Asked already, or its trainer wrote its end meanwhile. (Not state(): a run it takes for
+            # interrupted gets the STOP file all the same, in case it is wrong about the process.)
+            if run.stop_requested() or run.status()["state"] != rundir.RUNNING:
                 target["unchanged"] = True
                 return
             _stop(run)

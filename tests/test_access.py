@@ -178,6 +178,19 @@ def test_an_editors_changes_are_logged_line_by_line(populated, sleeper):
     assert not training_queue.waiting(ws)
 
 
+def test_stop_reaches_a_run_that_only_looks_gone_but_not_one_that_ended(workspace):
+    """Stop leaves its STOP file unless the trainer has written its end or was asked already: a run
+    taken for interrupted (its process not recognised) may still be training, and obeys the file."""
+    looks_gone = fake_run(workspace, "looks-gone", rundir.RUNNING)  # no process identity: not recognised
+    ended = fake_run(workspace, "ended", rundir.FINISHED)
+    assert looks_gone.state() == rundir.INTERRUPTED
+    workspace.stop_run(looks_gone)
+    workspace.stop_run(looks_gone)
+    workspace.stop_run(ended)
+    assert looks_gone.stop_requested() and not ended.stop_requested()
+    assert [line["what"] for line in audit_lines(workspace.root)] == ["stop"]
+
+
 def test_the_audit_log_reads_its_tail_newest_first(tmp_path):
     for i in range(30):
         audit.record(tmp_path, "local", "start", run=f"r{i}")

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -132,12 +133,22 @@ def test_a_reused_pid_is_not_a_live_run(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     me = rundir.process_identity()
-    rundir.write_json(run_dir / "status.json", {"state": "running", "pid": me["pid"],
-                                                "process_started": me["process_started"] - 3600})
+    rundir.write_json(run_dir / "status.json", {"state": "running", **me,
+                                                "started_since_boot": me["started_since_boot"] - 3600})
     run = rundir.Run(run_dir)
     assert not run.is_alive() and run.state() == rundir.INTERRUPTED
     rundir.write_json(run_dir / "status.json", {"state": "running", **me})
     assert run.is_alive() and run.state() == rundir.RUNNING
+
+
+def test_a_clock_adjustment_does_not_make_a_live_run_look_dead(monkeypatch):
+    """psutil dates a process from the boot time, which it reads from the clock now; NTP moved it
+    by a second in one CI run, and a live trainer showed as interrupted and ignored Stop."""
+    me = rundir.process_identity()
+    booted = psutil._psplatform.boot_time()
+    monkeypatch.setattr(psutil._psplatform, "boot_time", lambda: booted + 1.0)
+    assert psutil.Process().create_time() == pytest.approx(me["process_started"] + 1.0)  # the shift is real
+    assert rundir.is_alive(me)
 
 
 def test_delete_stops_a_running_run_and_waits_for_it(workspace):
@@ -157,8 +168,8 @@ def test_delete_does_not_signal_a_process_that_reused_the_pid(workspace):
         run_dir.mkdir()
         rundir.write_json(run_dir / "config.json", {"model": {}})
         identity = rundir.process_identity(bystander.pid)
-        rundir.write_json(run_dir / "status.json", {"state": "running", "pid": bystander.pid,
-                                                    "process_started": identity["process_started"] - 100})
+        rundir.write_json(run_dir / "status.json", {"state": "running", **identity,
+                                                    "started_since_boot": identity["started_since_boot"] - 100})
         workspace.delete_run(workspace.run("old"))
         assert not run_dir.exists()
         assert bystander.poll() is None, "an unrelated process was signalled"
