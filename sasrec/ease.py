@@ -8,8 +8,8 @@ A user's scores are the row x_u B: items that co-occur with their history, weigh
 each explains the others. The ranking hides the history as for every other model.
 
 The Gram matrix XᵀX and its inverse are dense N x N: 4 N² bytes each in float32, and the inverse
-costs (4/3) N³ multiply-adds, all of it in matrix products (spd_inverse). That is what limits
-EASE to MAX_ITEMS: see its comment for the measured figures.
+(a Cholesky factor, then LAPACK's inverse from it) costs about N³/2 multiply-adds. That is what
+limits EASE to MAX_ITEMS: see its comment for the measured figures.
 """
 
 import hashlib
@@ -27,9 +27,9 @@ from .beyond import item_popularity
 from .machine import matmul_gflops
 
 # The largest catalog EASE is fitted for. On the development machine's 2 cores (python -m bench.ease) one
-# inverse takes 9 CPU-seconds at 8,000 items, 28 at 12,000 and 95 at 18,000 (about half that in wall time
-# on a quiet machine; it grows with N³, so 130 at 20,000), and the fit holds about three N x N float32
-# matrices at its peak: 4 GB at 18,000 items, 5 GB at 20,000, 11 GB at 30,000.
+# inverse takes 8 CPU-seconds at 8,000 items and 77 at 18,000 (39 s wall on a quiet machine; it grows with
+# N³, so about 105 CPU-seconds at 20,000), and the fit holds about three N x N float32 matrices at its
+# peak: 4 GB at 18,000 items, 5 GB at 20,000, 11 GB at 30,000.
 MAX_ITEMS = 20_000
 # λ is chosen on validation among these, as multiples of the mean item count (the mean diagonal of
 # XᵀX): the counts set the scale on which λ acts, so one grid serves a 1,000- and a 1,000,000-event log.
@@ -44,18 +44,17 @@ VALIDATION_USERS = 5_000
 # A stored result's fingerprint includes this: change it when what EASE computes changes.
 VERSION = 1
 STORED = "ease.npz"  # in a run's evaluation folder
-# Below this size a block is inverted directly; above it, by halves (spd_inverse).
-LEAF = 1024
 
 
 def expected_seconds(num_items: int) -> float:
-    """About how long fit() takes here: its inverses, (4/3) N³ multiply-adds each (the search's on at most
-    SEARCH_ITEMS items, a few more than the grid), at the rate this machine multiplies matrices now."""
+    """About how long fit() takes here: N³ multiply-adds for each inverse (twice their arithmetic, for
+    LAPACK's Cholesky runs at about half the rate of a matrix product, and for the rankings), the search's
+    on at most SEARCH_ITEMS items, a few more than the grid, at the rate this machine multiplies matrices now."""
     if too_big(num_items):
         return 0.0
     multiply_adds_per_second = matmul_gflops(1024, repeat=3) * 1e9 / 2
     searched = min(num_items, SEARCH_ITEMS)
-    return 4 / 3 * (num_items ** 3 + (len(LAMBDA_SCALES) + 2) * searched ** 3) / multiply_adds_per_second
+    return (num_items ** 3 + (len(LAMBDA_SCALES) + 2) * searched ** 3) / multiply_adds_per_second
 
 
 def too_big(num_items: int) -> str | None:
@@ -112,42 +111,20 @@ def _column_block(rows: np.ndarray, columns: np.ndarray, num_rows: int, lo: int,
                                    check_invariants=False)
 
 
-def spd_inverse(A: torch.Tensor, leaf: int = LEAF) -> torch.Tensor:
-    """The inverse of a symmetric positive definite matrix, by halves: with S = A22 - A21 A11⁻¹ A12 (the
-    Schur complement, positive definite too),
-
-        A⁻¹ = [[A11⁻¹ + Y S⁻¹ Yᵀ, -Y S⁻¹], [-S⁻¹ Yᵀ, S⁻¹]],  Y = A11⁻¹ A12.
-
-    That is (4/3) n³ multiply-adds, every one in a matrix product, which is where a CPU is fast: on the
-    development machine's 2 cores it takes 2.3x fewer CPU-seconds at 12,000 and 18,000 items than a
-    Cholesky factor with triangular solves and a product, and torch.cholesky_inverse is slower still
-    (bench/ease.py). An eigendecomposition, which would serve every λ of a grid at once, took 24x an
-    inverse's time at 4,000 items."""
-    n = A.shape[0]
-    if n <= leaf:
-        return torch.linalg.inv(A)
-    h = n // 2
-    inverse = torch.empty_like(A)
-    top = spd_inverse(A[:h, :h], leaf)
-    Y = top @ A[:h, h:]
-    schur = A[h:, h:] - A[h:, :h] @ Y
-    bottom = spd_inverse(schur, leaf)
-    del schur
-    Z = Y @ bottom
-    inverse[:h, :h] = top.addmm_(Z, Y.T)
-    inverse[:h, h:] = -Z
-    inverse[h:, :h] = -Z.T
-    inverse[h:, h:] = bottom
-    return inverse
-
-
 def weights(G: torch.Tensor, lam: float, overwrite: bool = False) -> torch.Tensor:
     """EASE's B from the Gram matrix G: B = I - P diag(1/diag P), P = (G + λI)⁻¹, zero on the diagonal.
     overwrite: G may be changed (it is not needed after), which saves a copy of it."""
     A = G if overwrite else G.clone()
     A.diagonal().add_(lam)
-    P = spd_inverse(A)
+    # At 18,000 items this takes 39 s where an inverse by halves in matrix products took 51 s, a Cholesky
+    # factor with triangular solves 2.4x longer, and an eigendecomposition (which would serve every λ of
+    # the grid) took 6x an inverse's time at 4,000 items (python -m bench.ease).
+    factor = torch.linalg.cholesky(A)
     del A
+    # LAPACK fills one triangle and torch mirrors it: P is exactly symmetric, but column-major, which made
+    # the sparse products that score users with B 15x slower; its transpose is the same matrix, row-major.
+    P = torch.cholesky_inverse(factor).mT
+    del factor
     B = P.div_(-P.diagonal().clone())  # column j divided by -P_jj; the diagonal becomes -1 ...
     B.diagonal().zero_()  # ... and I - P/diag(P) has zeros there
     return B

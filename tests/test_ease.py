@@ -15,7 +15,9 @@ def test_the_closed_form_is_each_items_ridge_regression_on_the_others():
     rng = np.random.default_rng(0)
     X = (rng.random((40, 9)) < 0.35).astype(np.float64)
     lam = 2.5
-    B = ease.weights(torch.as_tensor(X.T @ X, dtype=torch.float32), lam).numpy()
+    B = ease.weights(torch.as_tensor(X.T @ X, dtype=torch.float32), lam)
+    assert B.is_contiguous()  # row-major: scoring users reads B by rows, 15x slower column-major at 18,000 items
+    B = B.numpy()
     for j in range(9):
         others = [i for i in range(9) if i != j]
         column = np.linalg.solve(X[:, others].T @ X[:, others] + lam * np.eye(8), X[:, others].T @ X[:, j])
@@ -25,16 +27,6 @@ def test_the_closed_form_is_each_items_ridge_regression_on_the_others():
     expected = np.eye(9) - P / np.diag(P)
     np.fill_diagonal(expected, 0)
     assert B == pytest.approx(expected, abs=2e-5)
-
-
-@pytest.mark.parametrize("n, leaf", [(1, 4), (7, 2), (33, 4), (64, 8), (100, 1024)])
-def test_the_inverse_by_halves_is_the_inverse(n, leaf):
-    rng = np.random.default_rng(n)
-    g = rng.normal(size=(n, n + 3))
-    A = g @ g.T + 0.5 * np.eye(n)
-    inverse = ease.spd_inverse(torch.as_tensor(A), leaf=leaf).numpy()
-    assert inverse == pytest.approx(np.linalg.inv(A), abs=1e-8 * np.abs(np.linalg.inv(A)).max() * n)
-    assert np.allclose(inverse, inverse.T)
 
 
 @pytest.mark.parametrize("block", [1, 3, 2048])
