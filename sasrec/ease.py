@@ -44,6 +44,11 @@ VALIDATION_USERS = 5_000
 # A stored result's fingerprint includes this: change it when what EASE computes changes.
 VERSION = 1
 STORED = "ease.npz"  # in a run's evaluation folder
+# A float32 Cholesky factor fails where rounding outweighs λ. With λ at least half the mean item count that
+# needs a matrix far worse conditioned than any log here gave, but a baseline must not fail a run's
+# evaluation: EASE is then absent, with this reason.
+NOT_FACTORED = ("EASE could not be fitted: its item x item matrix (with λ = {lam:g}) is too badly conditioned for a "
+                "float32 Cholesky factor")
 
 
 def expected_seconds(num_items: int) -> float:
@@ -205,18 +210,27 @@ def fit(dataset, test: sequences.Holdout, *, device="cpu", on_progress=None, see
     while candidates:
         lam = candidates.pop(0)
         report(f"EASE: trying λ = {lam:g} on validation ({len(validation) + 1} of {len(grid)} or a few more)")
-        ranked = rank_targets(scorer(weights(searched_gram, lam), items, searched), items, searched, device=device,
+        try:
+            B = weights(searched_gram, lam)
+        except torch.linalg.LinAlgError:  # see below; a bigger λ conditions the matrix better
+            continue
+        ranked = rank_targets(scorer(B, items, searched), items, searched, device=device,
                               batch_size=users_per_batch(num_items))
         validation[lam] = rank_metrics(ranked["rank"], ks=(10,))["ndcg@10"]
         best = max(validation, key=validation.get)
         if not candidates and len(validation) < len(grid) + EXTEND and best in (min(validation), max(validation)):
             # the best at an end of what was tried: one doubling (or halving) further
             candidates.append(float(f"{best * 2 if best == max(validation) else best / 2:.3g}"))
-    best = max(validation, key=validation.get)
     del searched_gram
+    if not validation:
+        return Fit(reason=NOT_FACTORED.format(lam=max(grid)))
+    best = max(validation, key=validation.get)
     report(f"EASE: fitting with λ = {best:g} on all {dataset.num_items:,} items")
     test_gram = gram(dataset.items, dataset.offsets[:-1], sequences.known_ends(dataset, "test"), dataset.num_items)
-    B = weights(test_gram.to(device), best, overwrite=True)
+    try:
+        B = weights(test_gram.to(device), best, overwrite=True)
+    except torch.linalg.LinAlgError:
+        return Fit(reason=NOT_FACTORED.format(lam=best))
     del test_gram
     return Fit(scorer(B, dataset.items, test), best, validation, len(searched), num_items,
                time.perf_counter() - started)

@@ -88,6 +88,35 @@ def test_a_catalog_above_the_limit_gets_a_reason_and_no_ease(make_dataset, monke
     assert report.ease["computed"] is False and "items" in report.ease["reason"]
 
 
+def test_a_matrix_the_factor_fails_on_leaves_ease_out_with_a_reason(make_dataset, monkeypatch):
+    data = make_dataset({u: [f"i{(u + t) % 15}" for t in range(5)] for u in range(12)})
+    cholesky = torch.linalg.cholesky
+    smallest = {"diagonal": float("inf")}  # float32 rounding may outweigh a small λ: the factor fails below it
+
+    def factor(A):
+        if float(A.diagonal().min()) < smallest["diagonal"]:
+            raise torch.linalg.LinAlgError("linalg.cholesky: the factorization could not be completed")
+        return cholesky(A)
+
+    monkeypatch.setattr(torch.linalg, "cholesky", factor)
+    fitted = ease.fit(data, sequences.holdout(data, "test"))
+    assert fitted.score is None and "could not be fitted" in fitted.reason
+    model = SASRec(SASRecConfig(num_items=data.num_items, maxlen=5, hidden=8, num_heads=1))
+    report = evaluate(model, data, "test")  # the other models are ranked all the same
+    assert "ndcg@10" in report.metrics and "ease_ndcg@10" not in report.metrics
+    assert "could not be fitted" in report.ease["reason"]
+
+    # Failing for the search's smaller λ only: those are passed over, and EASE is fitted with the others.
+    monkeypatch.setattr(torch.linalg, "cholesky", cholesky)
+    grid = list(ease.fit(data, sequences.holdout(data, "test")).validation)[:len(ease.LAMBDA_SCALES)]
+    smallest["diagonal"] = sorted(grid)[2]  # a λ's matrix has λ on the diagonal of its padding item
+    monkeypatch.setattr(torch.linalg, "cholesky", factor)
+    fitted = ease.fit(data, sequences.holdout(data, "test"))
+    assert fitted.score is not None and fitted.lam >= smallest["diagonal"]
+    assert min(fitted.validation) >= smallest["diagonal"]
+    assert {lam for lam in grid if lam >= smallest["diagonal"]} <= set(fitted.validation)
+
+
 def test_the_limit_is_explained_in_gigabytes():
     assert ease.too_big(ease.MAX_ITEMS) is None
     reason = ease.too_big(100_000)
