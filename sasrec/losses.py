@@ -72,14 +72,19 @@ class _FullSoftmaxCE(torch.autograd.Function):
                 top = logits.amax(1, keepdim=True)
                 target_logit = (logits.gather(1, target) - top).float()
                 probabilities = logits.sub_(top).exp_()  # one exp: the softmax and log-sum-exp share it
-                sums = probabilities.sum(1, keepdim=True, dtype=torch.float32)
+                # Summed in fp32. sum(dtype=float32) casts the same way but took twice as long on a CPU, and a
+                # bf16 sum rounds to steps of 2^-7 near 1, where p - 1 below needs the precision.
+                sums = probabilities.float().sum(1, keepdim=True)
                 total += (sums.log() - target_logit).sum()
                 if not need_grad:
                     continue
                 # The gradient of the logits: softmax minus one-hot. The target's entry is computed in
                 # fp32, where p - 1 keeps its precision as p nears 1.
                 grad_logits = probabilities.mul_((1 / sums).to(dtype))
-                grad_logits.scatter_(1, target, ((target_logit - sums.log()).exp() - 1).to(dtype))
+                # Indexing, not scatter_: on a CPU, bf16 scatter_ copied the whole chunk twice (0.57 ms against
+                # 0.01 ms at 173 x 12,101).
+                grad_logits[torch.arange(len(rows), device=rows.device), target[:, 0]] = (
+                    ((target_logit - sums.log()).exp() - 1).to(dtype)[:, 0])
                 grad_hidden[lo: lo + chunk] = grad_logits @ items
                 grad_items += grad_logits.T @ rows
             count = max(len(hidden_c), 1)

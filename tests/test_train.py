@@ -131,6 +131,25 @@ def test_full_softmax_under_bf16_autocast_is_close_and_needs_no_graph_without_gr
         assert torch.allclose(full_softmax_ce(hidden, table, targets), expected, atol=1e-5)
 
 
+def test_a_confident_targets_gradient_keeps_its_size_under_bf16_autocast():
+    # p = 0.998 for the target: its logit's gradient p - 1 = -0.002 needs the fp32 sum of the softmax, which
+    # a bf16 sum (steps of 2^-7 near 1) would round to 0.
+    table = torch.zeros(501, 8)
+    table[1:, 0] = torch.linspace(-1, 1, 500)
+    table[7, 0] = 12.5
+    hidden = torch.zeros(1, 8)
+    hidden[0, 0] = 1.0
+    targets = torch.tensor([7])
+    grads = []
+    for autocast in (False, True):
+        h, t = hidden.clone().requires_grad_(), table.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            full_softmax_ce(h, t, targets).backward()
+        grads.append(t.grad[7, 0].item())
+    exact, low = grads
+    assert -0.004 < exact < -0.001 and low == pytest.approx(exact, rel=0.05)
+
+
 @pytest.mark.parametrize("popularity", [False, True])
 def test_sampled_softmax_estimates_the_full_softmax(popularity):
     """With the logQ correction, many shared negatives give the full cross-entropy, whatever the
