@@ -121,9 +121,9 @@ def weights(G: torch.Tensor, lam: float, overwrite: bool = False) -> torch.Tenso
     overwrite: G may be changed (it is not needed after), which saves a copy of it."""
     A = G if overwrite else G.clone()
     A.diagonal().add_(lam)
-    # At 18,000 items this takes 39 s where an inverse by halves in matrix products took 51 s, a Cholesky
-    # factor with triangular solves 2.4x longer, and an eigendecomposition (which would serve every λ of
-    # the grid) took 6x an inverse's time at 4,000 items (python -m bench.ease).
+    # At 18,000 items this takes 39 s where an inverse by halves in matrix products took 51 s; a Cholesky
+    # factor with triangular solves takes 2.6x longer at 8,000 items, and an eigendecomposition (which would
+    # serve every λ of the grid) 7x longer at 4,000 (python -m bench.ease).
     factor = torch.linalg.cholesky(A)
     del A
     # LAPACK fills one triangle and torch mirrors it: P is exactly symmetric, but column-major, which made
