@@ -58,7 +58,7 @@ def inverse_times(n: int, with_eigh: bool) -> dict:
         del L
         return inverse_L.T @ inverse_L
 
-    if n <= 8000:  # 2.4x slower at 4,000-18,000 items: not worth minutes at the big sizes
+    if n <= 8000:  # 2.5-2.6x slower at 4,000 and 8,000 items: not worth minutes at the big sizes
         P, out["cholesky_triangular"] = timed(cholesky_triangular)
         del P
     if with_eigh:

@@ -181,8 +181,8 @@ def process_identity(pid: int | None = None) -> dict:
 
 def _since_boot(process: psutil.Process) -> float:
     # psutil adds the boot time to the kernel's ticks-since-boot, and it reads the boot time from the
-    # clock now: a clock adjustment moves it (by a whole second in one CI run, which made a live
-    # trainer look interrupted). Taking it back off leaves the ticks.
+    # clock now: a clock adjustment (NTP) moves it, and a live trainer would look interrupted (the
+    # likeliest cause of a run that one CI run could not stop). Taking it back off leaves the ticks.
     return process.create_time() - psutil.boot_time()
 
 
