@@ -150,6 +150,32 @@ def test_a_confident_targets_gradient_keeps_its_size_under_bf16_autocast():
     assert -0.004 < exact < -0.001 and low == pytest.approx(exact, rel=0.05)
 
 
+@pytest.mark.parametrize("autocast", [False, True])
+def test_full_softmax_holds_beyond_exps_range(autocast):
+    """Logits past exp's float range, above (exp overflows) or below (every exponential of a row
+    underflows), in one chunk with ordinary rows: the loss and gradients are still F.cross_entropy's."""
+    torch.manual_seed(0)
+    table, hidden = torch.randn(201, 8), torch.randn(6, 8)
+    table[1:, 0] = table[1:, 0].abs() + 1  # every item's first coordinate is positive ...
+    hidden[0] = 0
+    hidden[0, 0] = 120.0  # ... so that this row's logits reach past 100, where exp overflows,
+    hidden[1] = 0
+    hidden[1, 0] = -120.0  # and this row's all fall below -100, where every exp underflows
+    targets = torch.randint(1, 201, (6,))
+    h64, t64 = hidden.double().requires_grad_(), table.double().requires_grad_()
+    expected = torch.nn.functional.cross_entropy(h64 @ t64[1:].T, targets - 1)
+    expected.backward()
+    h, t = hidden.clone().requires_grad_(), table.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = full_softmax_ce(h, t, targets)
+    loss.backward()
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(expected.item(), rel=0.02 if autocast else 1e-5)
+    for got, want in ((h.grad, h64.grad), (t.grad, t64.grad)):
+        assert torch.isfinite(got).all()
+        if not autocast:  # bf16 rounds logits of 100 or more in steps of 0.5, which moves a softmax by itself
+            assert (got.double() - want).abs().max() <= 1e-5 * want.abs().max()
+
+
 @pytest.mark.parametrize("popularity", [False, True])
 def test_sampled_softmax_estimates_the_full_softmax(popularity):
     """With the logQ correction, many shared negatives give the full cross-entropy, whatever the
