@@ -179,6 +179,20 @@ def test_playground_says_when_the_first_checkpoint_comes(workspace, monkeypatch,
     assert str(starting) not in message and "/" not in message
 
 
+def test_playground_says_a_queued_run_waits_for_a_slot(workspace, monkeypatch, tmp_path):
+    queued = tmp_path / "ws"
+    shutil.copytree(workspace, queued)
+    run_dir = queued / "runs" / "tiny"
+    for checkpoint in run_dir.glob("*.safetensors"):
+        checkpoint.unlink()
+    (run_dir / "status.json").unlink()
+    rundir.write_json(run_dir / rundir.QUEUE_FILE, {"seq": 1, "queued": time.time(), "device": "cpu"})
+    at = open_page(make_app(queued, monkeypatch), "playground")
+    assert not at.error
+    message = " ".join(i.value for i in at.info)
+    assert "waiting for a free training slot" in message and "end of its first epoch" in message
+
+
 def test_the_example_history_continues_a_series(workspace, monkeypatch):
     at = open_page(make_app(workspace, monkeypatch), "playground")
     at.button(key="pg_example").click().run()

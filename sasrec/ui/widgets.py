@@ -169,12 +169,12 @@ def run_summary(run: rundir.Run) -> str:
 
 def load_recommender(run: rundir.Run):
     """The run's model; if there is none (no checkpoint yet, a broken run), a readable message
-    and the end of the page. A run in its first epoch says when its first checkpoint comes, and
-    the page opens by itself once it is there."""
+    and the end of the page. A run in its first epoch says when its first checkpoint comes, a queued
+    run that it waits for a slot, and the page opens by itself once the checkpoint is there."""
     try:
         return caches.recommender(run)
     except USER_ERRORS as err:
-        if run.state() == rundir.RUNNING and not caches.has_checkpoint(run):
+        if run.state() in (rundir.RUNNING, rundir.QUEUED) and not caches.has_checkpoint(run):
             wait_for_first_checkpoint(run)
         else:
             error(err)
@@ -184,8 +184,14 @@ def load_recommender(run: rundir.Run):
 def wait_for_first_checkpoint(run: rundir.Run) -> None:
     @st.fragment(run_every=2.0)
     def waiting():
-        if caches.has_checkpoint(run) or run.state() != rundir.RUNNING:
+        state = run.state()
+        if caches.has_checkpoint(run) or state not in (rundir.RUNNING, rundir.QUEUED):
             st.rerun()
+        if state == rundir.QUEUED:
+            st.info(f"**{run.name}** is waiting for a free training slot (its place is on the Train page), and "
+                    "this page needs its weights: they come at the end of its first epoch. The page fills in by "
+                    "itself then.", icon=":material/hourglass_top:")
+            return
         st.info(f"**{run.name}** is still in its first epoch, and this page needs its weights: "
                 f"{charts.first_checkpoint_eta(run.progress(), run.launch().get('estimate'))}. "
                 "The page fills in by itself then.", icon=":material/hourglass_top:")
