@@ -16,7 +16,7 @@ from sasrec.dataset import build_dataset
 from sasrec.readers import Columns
 from sasrec.synthetic import generate
 from sasrec.workspace import Workspace
-from tests.browser import running_app, wait_for_app
+from tests.browser import TEST_OUTPUT, running_app, wait_for_app
 from tests.waiting import wait_until
 
 LONG = dict(epochs=1000, patience=1000, hidden=8, num_blocks=1, num_heads=1, maxlen=10, batch_size=32, threads=1,
@@ -68,6 +68,10 @@ def test_a_queued_run_survives_a_restart_and_starts_when_the_slot_frees(browser,
             expect(badge(page, "queued")).to_be_visible()
             expect(page.get_by_text("Number 1 in the queue")).to_be_visible()
             assert runner_alive(ws.root), "the restarted server started the queue's runner again"
+            page.goto(f"{url}/playground?run=second")  # no weights yet: it says why, not "no checkpoint"
+            wait_for_app(page)
+            expect(page.get_by_text("is waiting for a free training slot")).to_be_visible()
+            page.screenshot(path=str(TEST_OUTPUT / "queued_playground.png"))
             open_run(page, url, "first")
             page.locator(".st-key-stop_run button").first.click()
             wait_until(lambda: first.state() != rundir.RUNNING, timeout=60)
