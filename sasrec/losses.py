@@ -65,20 +65,17 @@ def _exponentials(rows, items, target):
     and trained logits stay far from exp's limits (|logit| < 40 in our Beauty and Games runs). The
     target's own exponential is taken in fp32: in bf16 a confident target's rounding (2^-9 of
     e^12 is 500) would swamp the sum of the others, which is what its gradient p - 1 is made of."""
-    logits = rows @ items.T  # (c, N), in the compute dtype: no fp32 copy of the chunk
-    target_logit = logits.gather(1, target).float()
-    exponentials = logits.exp_()
-    # Summed in fp32. sum(dtype=float32) casts the same way but took twice as long on a CPU.
-    others = exponentials.float().sum(1, keepdim=True) - exponentials.gather(1, target).float()
-    sums = others + target_logit.exp()
-    if bool(((sums >= EXP_SUM_RANGE[0]) & (sums <= EXP_SUM_RANGE[1])).all()):
-        return exponentials, target_logit, sums, others
-    logits = rows @ items.T  # again, shifted by each row's max: every sum is then in [1, N]
-    top = logits.amax(1, keepdim=True)
-    target_logit = (logits.gather(1, target) - top).float()
-    exponentials = logits.sub_(top).exp_()
-    others = exponentials.float().sum(1, keepdim=True) - exponentials.gather(1, target).float()
-    return exponentials, target_logit, others + target_logit.exp(), others
+    for shifted in (False, True):
+        logits = rows @ items.T  # (c, N), in the compute dtype: no fp32 copy of the chunk
+        if shifted:  # by each row's max: every sum is then in [1, N]
+            logits.sub_(logits.amax(1, keepdim=True))
+        target_logit = logits.gather(1, target).float()
+        exponentials = logits.exp_()
+        # Summed in fp32. sum(dtype=float32) casts the same way but took twice as long on a CPU.
+        others = exponentials.float().sum(1, keepdim=True) - exponentials.gather(1, target).float()
+        sums = others + target_logit.exp()
+        if shifted or bool(((sums >= EXP_SUM_RANGE[0]) & (sums <= EXP_SUM_RANGE[1])).all()):
+            return exponentials, target_logit, sums, others
 
 
 class _FullSoftmaxCE(torch.autograd.Function):
