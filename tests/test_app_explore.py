@@ -163,12 +163,18 @@ def test_rank_moves_start_again_from_a_new_dataset_user(workspace, monkeypatch):
         assert change == expected, (title, change, expected)
 
 
-def test_playground_says_when_the_first_checkpoint_comes(workspace, monkeypatch, tmp_path):
-    starting = tmp_path / "ws"
-    shutil.copytree(workspace, starting)
-    run_dir = starting / "runs" / "tiny"
-    for checkpoint in run_dir.glob("*.safetensors"):
+def without_weights(workspace, tmp_path) -> Path:
+    """A copy of the workspace whose run "tiny" has no checkpoint; returns the copy's root."""
+    copy = tmp_path / "ws"
+    shutil.copytree(workspace, copy)
+    for checkpoint in (copy / "runs" / "tiny").glob("*.safetensors"):
         checkpoint.unlink()
+    return copy
+
+
+def test_playground_says_when_the_first_checkpoint_comes(workspace, monkeypatch, tmp_path):
+    starting = without_weights(workspace, tmp_path)
+    run_dir = starting / "runs" / "tiny"
     rundir.StatusWriter(run_dir).write(rundir.RUNNING, "training")  # this process stands in for a trainer
     rundir.write_json(run_dir / "progress.json", {"epochs": 3, "steps_per_epoch": 100, "epoch": 1, "step": 70,
                                                   "global_step": 70, "eta_seconds": 230.0, "loss_curve": []})
@@ -180,11 +186,8 @@ def test_playground_says_when_the_first_checkpoint_comes(workspace, monkeypatch,
 
 
 def test_playground_says_a_queued_run_waits_for_a_slot(workspace, monkeypatch, tmp_path):
-    queued = tmp_path / "ws"
-    shutil.copytree(workspace, queued)
+    queued = without_weights(workspace, tmp_path)
     run_dir = queued / "runs" / "tiny"
-    for checkpoint in run_dir.glob("*.safetensors"):
-        checkpoint.unlink()
     (run_dir / "status.json").unlink()
     rundir.write_json(run_dir / rundir.QUEUE_FILE, {"seq": 1, "queued": time.time(), "device": "cpu"})
     at = open_page(make_app(queued, monkeypatch), "playground")
@@ -202,10 +205,7 @@ def test_the_example_history_continues_a_series(workspace, monkeypatch):
 
 
 def test_playground_explains_a_run_without_a_checkpoint(workspace, monkeypatch, tmp_path):
-    broken = tmp_path / "ws"
-    shutil.copytree(workspace, broken)
-    for checkpoint in (broken / "runs" / "tiny").glob("*.safetensors"):
-        checkpoint.unlink()
+    broken = without_weights(workspace, tmp_path)
     at = open_page(make_app(broken, monkeypatch), "playground")
     assert any("no checkpoint yet" in e.value for e in at.error)
 

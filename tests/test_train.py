@@ -132,8 +132,9 @@ def test_full_softmax_under_bf16_autocast_is_close_and_needs_no_graph_without_gr
 
 
 def test_a_confident_targets_gradient_keeps_its_size_under_bf16_autocast():
-    # p = 0.998 for the target: its logit's gradient p - 1 = -0.002 needs the fp32 sum of the softmax, which
-    # a bf16 sum (steps of 2^-7 near 1) would round to 0.
+    # p = 0.998 for the target: its logit's gradient p - 1 = -0.002 is the other items' share. Rounding the
+    # softmax sum (steps of 2^-7 near 1) or the target's own exponential (2^-9 of e^12.5, about 500, where
+    # the others sum to about 590) to bf16 would swamp it.
     table = torch.zeros(501, 8)
     table[1:, 0] = torch.linspace(-1, 1, 500)
     table[7, 0] = 12.5
