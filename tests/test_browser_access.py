@@ -135,8 +135,11 @@ def test_editors_queue_a_viewer_explores_and_signs_out(browser, tmp_path):
             page.locator(".st-key-train_run_name input").fill(email.split("@")[0] + "-run")
         alice.locator(".st-key-start_training button").click()
         bob.locator(".st-key-start_training button").click()
-        wait_until(lambda: len(ws.runs()) == 3, timeout=60)  # the demo and theirs
         mine = {"alice-run": alice, "bob-run": bob}
+        # The demo and theirs, each past its start: a run's folder is made before its queue entry or launch is
+        # written, and in between it reads "unknown" (CI once read bob's run there).
+        wait_until(lambda: len(ws.runs()) == 3 and "unknown" not in {ws.run(name).state() for name in mine},
+                   timeout=60)
         states = {name: ws.run(name).state() for name in mine}
         assert sorted(states.values()) == [rundir.QUEUED, rundir.RUNNING], states
         running = next(name for name, state in states.items() if state == rundir.RUNNING)
