@@ -53,6 +53,27 @@ def test_the_estimate_times_the_run_as_it_would_train(log_dataset):
     assert "faster" not in result, "a run of seconds needs no faster settings"
 
 
+def test_the_estimate_leaves_out_what_a_batch_shape_costs_the_first_time(log_dataset, monkeypatch):
+    """A run pays for each batch shape's first step once, in its first epoch (kernels are chosen per
+    shape); an estimate that timed those steps would quote every epoch at the first one's pace."""
+    import sasrec.train
+
+    first_time, seen = 0.05, set()
+    real_loss = sasrec.train.sequence_loss
+
+    def loss_with_a_first_time_cost(model, inputs, *args):
+        if inputs.shape not in seen:
+            seen.add(inputs.shape)
+            time.sleep(first_time)
+        return real_loss(model, inputs, *args)
+
+    monkeypatch.setattr(sasrec.train, "sequence_loss", loss_with_a_first_time_cost)
+    config = RunConfig(*configs("auto", hidden=8, num_blocks=1, num_heads=1, batch_size=16, threads=1), data=None)
+    result = estimate_module.estimate(log_dataset, config)
+    assert len(seen) > 1 and result["steps_timed"] >= 4
+    assert result["seconds_per_step"] < first_time / 2
+
+
 def test_the_estimate_plans_no_ease_fit_beside_a_run_that_stored_it(log_dataset, tmp_path, monkeypatch):
     from sasrec import ease, report
     from sasrec.model import SASRec, SASRecConfig
