@@ -210,7 +210,8 @@ def test_the_first_checkpoint_is_announced_in_words():
     assert "still loading" in charts.first_checkpoint_eta({})
 
 
-@pytest.mark.parametrize("seconds, text", [(3, "about 5 s"), (44, "about 45 s"), (61, "about 1 min"),
+@pytest.mark.parametrize("seconds, text", [(0.3, "about 1 s"), (1.3, "about 1 s"), (7.6, "about 8 s"),
+                                           (12, "about 10 s"), (44, "about 45 s"), (61, "about 1 min"),
                                            (3599, "about 60 min"), (7_900, "about 2 h 10 min")])
 def test_rough_durations(seconds, text):
     assert charts.about(seconds) == text

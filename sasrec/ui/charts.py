@@ -111,9 +111,11 @@ def short_duration(seconds: float | None) -> str:
 
 
 def about(seconds: float) -> str:
-    """A rough duration: 'about 40 s', 'about 3 min', 'about 2 h 10 min'."""
+    """A rough duration: 'about 3 s', 'about 40 s', 'about 3 min', 'about 2 h 10 min'."""
+    if seconds < 10:  # to the second: a small log's 1.3-s epoch is not "about 5 s"
+        return f"about {max(1, round(seconds))} s"
     if seconds < 60:
-        return f"about {max(5, round(seconds / 5) * 5)} s"
+        return f"about {round(seconds / 5) * 5} s"
     if seconds < 3600:
         return f"about {round(seconds / 60)} min"
     return f"about {duration(round(seconds / 600) * 600)}"
