@@ -6,8 +6,8 @@ learning rate decaying to zero at each run's end, as a time budget plans it). Pr
 
 Everything after `--` goes to `python -m sasrec train`. Each run has early stopping off, so that it
 trains its planned epochs; "share_of_best" divides each run's test NDCG@10 by the best of them.
-The Train page's estimate quotes these shares (estimate.BUDGET_CURVE) to say where a model
-usually is after the epochs a time budget buys.
+The Train page's estimate says where a model usually is after the epochs a time budget buys from
+the workspace's own finished runs on the same data (schedule.usual_progress), not from these shares.
 """
 
 import argparse
